@@ -1,0 +1,66 @@
+"""The edge's aiohttp application factory: settings in, a wired app out.
+
+Long-lived resources (the origin client) are opened and closed in ``cleanup_ctx``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from edge import metrics, tracks
+from edge.manifests import ManifestStore
+from edge.memory_tier import MemoryTier
+from edge.middleware import MIDDLEWARES, add_cors_headers
+from edge.origin import Origin
+from edge.settings import Settings
+from edge.slice_store import SliceStore
+from origin.s3 import open_s3_client
+
+SETTINGS = web.AppKey("settings", Settings)
+READY = web.AppKey("ready", list[bool])  # a one-element box: flipped by startup and shutdown
+
+
+async def healthz(request: web.Request) -> web.Response:
+    """Alive: the process answers."""
+    return web.json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    """Ready: the origin client is open and the node is not shutting down."""
+    if request.app[READY][0]:
+        return web.json_response({"status": "ready"})
+    return web.json_response({"status": "not_ready"}, status=503)
+
+
+async def _origin_ctx(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    async with open_s3_client(settings.origin) as client:
+        origin = Origin(client, settings.origin.bucket)
+        app[tracks.MANIFESTS] = ManifestStore(origin, settings.edge.manifest_ttl_s)
+        app[tracks.SLICES] = SliceStore(
+            origin, MemoryTier(settings.cache.memory_bytes), settings.cache.slice_bytes
+        )
+        app[READY][0] = True
+        yield
+        app[READY][0] = False
+
+
+async def _not_ready_on_shutdown(app: web.Application) -> None:
+    app[READY][0] = False
+
+
+def create_app(settings: Settings) -> web.Application:
+    app = web.Application(middlewares=MIDDLEWARES)
+    app[SETTINGS] = settings
+    app[READY] = [False]
+    app[tracks.MANIFEST_TTL] = settings.edge.manifest_ttl_s
+    app.cleanup_ctx.append(_origin_ctx)
+    app.on_shutdown.append(_not_ready_on_shutdown)
+    app.on_response_prepare.append(add_cors_headers)
+    tracks.add_routes(app)
+    app.router.add_get("/healthz", healthz, name="healthz")
+    app.router.add_get("/readyz", readyz, name="readyz")
+    app.router.add_get("/metrics", metrics.metrics_handler, name="metrics")
+    return app

@@ -1,0 +1,75 @@
+"""The local demo: an embedded S3 server, a generated catalogue, and an edge serving it."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import os
+from pathlib import Path
+
+from edge.server import serve
+from edge.settings import Settings, load_settings
+from origin.demo_catalog import make_demo_catalog
+from origin.ffmpeg import FfmpegError
+from origin.local_s3 import LocalS3, LocalS3Error
+from origin.s3 import open_s3_client
+
+BUCKET = "audio"
+
+
+class DemoError(Exception):
+    pass
+
+
+async def _ensure_catalog(settings: Settings, tracks: int) -> list[str]:
+    async with open_s3_client(settings.origin) as client:
+        listing = await client.list_objects_v2(Bucket=BUCKET, Prefix="tracks/")
+        existing = sorted(
+            item["Key"].split("/")[1]
+            for item in listing.get("Contents", [])
+            if item["Key"].endswith("/manifest.json")
+        )
+        if len(existing) >= tracks:
+            return existing[:tracks]
+        print(f"generating and publishing {tracks} demo tracks with ffmpeg ...", flush=True)
+        manifests = await make_demo_catalog(client, BUCKET, tracks=tracks)
+        return [m.track_id for m in manifests]
+
+
+def run_demo(*, port: int, tracks: int, data_dir: Path) -> None:
+    if not 1 <= tracks <= 100:
+        raise DemoError("--tracks must be between 1 and 100")
+    data_dir = data_dir.resolve()
+    s3 = LocalS3(data_dir / "s3", log_path=data_dir / "rclone.log")
+    try:
+        s3.start()
+    except LocalS3Error as exc:
+        raise DemoError(str(exc)) from None
+    try:
+        s3.create_bucket(BUCKET)
+        os.environ.update(s3.credentials_env())
+        base = load_settings(None, env={})
+        settings = dataclasses.replace(
+            base,
+            server=dataclasses.replace(base.server, host="127.0.0.1", port=port, workers=1),
+            origin=dataclasses.replace(base.origin, endpoint_url=s3.endpoint_url, bucket=BUCKET),
+            edge=dataclasses.replace(base.edge, region="SE"),
+            cache=dataclasses.replace(base.cache, memory_bytes=256 * 1024**2),
+        )
+        try:
+            track_ids = asyncio.run(_ensure_catalog(settings, tracks))
+        except FfmpegError as exc:
+            raise DemoError(f"ffmpeg failed: {exc}") from None
+        edge = f"http://127.0.0.1:{port}"
+        print(f"\nS3 origin: {s3.endpoint_url} (bucket {BUCKET!r}, data in {s3.data_dir})")
+        print(f"Edge:      {edge}   (Ctrl-C stops the demo)\n\nTry:")
+        first = track_ids[0]
+        print(f"  curl -s {edge}/v1/tracks/{first} | python3 -m json.tool")
+        print(f"  curl -sI {edge}/v1/tracks/{first}/160")
+        print(f"  curl -s -H 'Range: bytes=0-99' {edge}/v1/tracks/{first}/160 | xxd | head")
+        print(f"  ffplay {edge}/v1/tracks/{first}/320")
+        print(f"  curl -s {edge}/metrics | grep ^encore_")
+        print("Tracks: " + ", ".join(track_ids) + "\n", flush=True)
+        serve(settings, print_urls=False)
+    finally:
+        s3.stop()

@@ -1,0 +1,94 @@
+"""Errors a client may see, and the one table that maps them to HTTP statuses.
+
+Every error leaves the edge as ``{"error": "<code>", "message": "..."}``; codes are stable.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+
+from aiohttp import web
+
+
+class EncoreError(Exception):
+    """An error with a stable machine-readable ``code`` and a human ``message``."""
+
+    code = "internal_error"
+
+    def __init__(
+        self, message: str, *, code: str | None = None, headers: Mapping[str, str] | None = None
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        if code is not None:
+            self.code = code
+        self.headers: Mapping[str, str] = headers or {}
+
+
+class BadRequest(EncoreError):
+    code = "bad_request"
+
+
+class NotFound(EncoreError):
+    code = "not_found"
+
+
+class RangeNotSatisfiable(EncoreError):
+    code = "range_not_satisfiable"
+
+    def __init__(self, message: str, *, size: int, code: str | None = None) -> None:
+        super().__init__(message, code=code, headers={"Content-Range": f"bytes */{size}"})
+
+
+class PreconditionFailed(EncoreError):
+    code = "precondition_failed"
+
+
+class OriginUnavailable(EncoreError):
+    """The origin refused, failed, or could not be reached."""
+
+    code = "origin_unavailable"
+
+
+class OriginTimeout(EncoreError):
+    code = "origin_timeout"
+
+
+class BadOriginData(EncoreError):
+    """The origin answered with something we will not serve (bad manifest, wrong length)."""
+
+    code = "bad_origin_data"
+
+
+class StreamAborted(Exception):
+    """The body could not be completed after the headers were sent; the connection was cut."""
+
+
+_STATUS: dict[type[EncoreError], int] = {
+    BadRequest: 400,
+    NotFound: 404,
+    PreconditionFailed: 412,
+    RangeNotSatisfiable: 416,
+    OriginUnavailable: 502,
+    BadOriginData: 502,
+    OriginTimeout: 504,
+}
+
+
+def status_of(exc: EncoreError) -> int:
+    for cls in type(exc).__mro__:
+        if cls in _STATUS:
+            return _STATUS[cls]
+    return 500
+
+
+def json_error(
+    status: int, code: str, message: str, headers: Mapping[str, str] | None = None
+) -> web.Response:
+    body = json.dumps({"error": code, "message": message}).encode()
+    return web.Response(status=status, body=body, content_type="application/json", headers=headers)
+
+
+def error_response(exc: EncoreError) -> web.Response:
+    return json_error(status_of(exc), exc.code, exc.message, exc.headers)

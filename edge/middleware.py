@@ -1,0 +1,65 @@
+"""Cross-cutting HTTP behaviour: JSON errors, request metrics and CORS headers."""
+
+from __future__ import annotations
+
+import logging
+
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+from edge import metrics
+from edge.errors import EncoreError, StreamAborted, error_response, json_error
+
+log = logging.getLogger(__name__)
+
+_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "POST", "PUT", "DELETE", "PATCH"})
+_EXPOSED = "Content-Range, Content-Length, Accept-Ranges, ETag, X-Cache, X-Cache-Tier"
+
+
+def _route(request: web.Request) -> str:
+    name = request.match_info.route.resource.name if request.match_info.route.resource else None
+    return name or "unmatched"
+
+
+@web.middleware
+async def handle_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every failure becomes ``{"error", "message"}`` JSON; never a traceback in a body."""
+    try:
+        return await handler(request)
+    except EncoreError as exc:
+        return error_response(exc)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        code = (exc.reason or "error").lower().replace(" ", "_")
+        message = "no such resource" if exc.status == 404 else exc.reason
+        headers = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
+        return json_error(exc.status, code, message, headers)
+    except StreamAborted:
+        raise  # the response is already on the wire; the connection has been cut
+    except Exception:
+        log.exception("unexpected error serving %s %s", request.method, request.path)
+        return json_error(500, "internal_error", "internal error; see the edge's log")
+
+
+@web.middleware
+async def count_requests(request: web.Request, handler: Handler) -> web.StreamResponse:
+    status = "500"
+    try:
+        response = await handler(request)
+        status = str(response.status)
+        return response
+    except StreamAborted:
+        status = "aborted"
+        raise
+    finally:
+        method = request.method if request.method in _METHODS else "other"  # bounded labels
+        metrics.REQUESTS.labels(_route(request), method, status).inc()
+
+
+async def add_cors_headers(request: web.Request, response: web.StreamResponse) -> None:
+    response.headers["Access-Control-Allow-Origin"] = "*"
+    response.headers["Access-Control-Expose-Headers"] = _EXPOSED
+
+
+MIDDLEWARES = [count_requests, handle_errors]

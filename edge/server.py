@@ -1,0 +1,49 @@
+"""Run an edge node: logging, the uvloop event loop, and aiohttp's server."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from aiohttp import web
+
+from edge.app import create_app
+from edge.settings import Settings
+
+log = logging.getLogger("edge")
+
+ACCESS_LOG_FORMAT = '%a "%r" %s %b %{Range}i %{X-Cache}o %Tf'
+
+
+def configure_logging() -> None:
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+
+
+def new_event_loop() -> asyncio.AbstractEventLoop:
+    """uvloop where it is installed, else asyncio's own loop."""
+    try:
+        import uvloop  # noqa: PLC0415 - optional speed-up, absent on some platforms
+    except ImportError:
+        log.warning("uvloop is not installed; using the default asyncio event loop")
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()
+
+
+def serve(settings: Settings, *, print_urls: bool = True) -> None:
+    if settings.server.workers != 1:
+        log.warning(
+            "server.workers=%d: this release serves from one process; multi-process serving "
+            "comes with the shared disk tier",
+            settings.server.workers,
+        )
+    web.run_app(
+        create_app(settings),
+        host=settings.server.host,
+        port=settings.server.port,
+        access_log_format=ACCESS_LOG_FORMAT,
+        print=print if print_urls else None,
+        shutdown_timeout=10.0,
+        loop=new_event_loop(),
+    )

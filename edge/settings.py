@@ -1,0 +1,277 @@
+"""Typed, frozen settings loaded from one TOML file with ``ENCORE_<SECTION>__<KEY>`` env overrides.
+
+Every key is declared once, with its default and the parser that validates it. A bad value
+stops startup with a :class:`ConfigError` naming the key and the reason.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import json
+import math
+import os
+import re
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from edge.sizes import parse_size
+
+ENV_PREFIX = "ENCORE_"
+
+T = TypeVar("T")
+Parser = Callable[[object], Any]
+
+
+class ConfigError(Exception):
+    """A configuration problem, phrased as one line: ``<key>: <reason>``."""
+
+
+def _setting(default: T, parser: Parser) -> T:
+    return field(default=default, metadata={"parse": parser})
+
+
+# --- value parsers: each takes a TOML value or an env string, returns the typed value ---------
+
+
+def _integer(minimum: int, maximum: int) -> Parser:
+    def parse(value: object) -> int:
+        if isinstance(value, str) and re.fullmatch(r"\s*-?\d+\s*", value):
+            value = int(value)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(f"expected an integer, got {value!r}")
+        if not minimum <= value <= maximum:
+            raise ValueError(f"must be between {minimum} and {maximum}, got {value}")
+        return value
+
+    return parse
+
+
+def _seconds(minimum: float, maximum: float) -> Parser:
+    def parse(value: object) -> float:
+        if isinstance(value, str):
+            try:
+                value = float(value)
+            except ValueError:
+                raise ValueError(f"expected a number of seconds, got {value!r}") from None
+        if isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value):
+            raise ValueError(f"expected a number of seconds, got {value!r}")
+        if not minimum <= value <= maximum:
+            raise ValueError(f"must be between {minimum} and {maximum} seconds, got {value}")
+        return float(value)
+
+    return parse
+
+
+def _size(minimum: int, maximum: int) -> Parser:
+    def parse(value: object) -> int:
+        if not isinstance(value, str | int):
+            raise ValueError(f"expected a size such as 256KiB, got {value!r}")
+        n = parse_size(value)
+        if not minimum <= n <= maximum:
+            raise ValueError(f"must be between {minimum} and {maximum} bytes, got {n}")
+        return n
+
+    return parse
+
+
+def _text(pattern: str | None = None, hint: str = "") -> Parser:
+    def parse(value: object) -> str:
+        if not isinstance(value, str):
+            raise ValueError(f"expected a string, got {value!r}")
+        if pattern is not None and not re.fullmatch(pattern, value):
+            raise ValueError(f"{value!r} is not {hint}")
+        return value
+
+    return parse
+
+
+def _structured(value: object) -> object:
+    """Env values for lists and tables are JSON or TOML (``["a","b"]``, ``{k = "v"}``)."""
+    if not isinstance(value, str):
+        return value
+    try:
+        return json.loads(value)
+    except ValueError:
+        pass
+    try:
+        return tomllib.loads(f"v = {value}")["v"]
+    except tomllib.TOMLDecodeError:
+        raise ValueError(f"expected a JSON or TOML list/table, got {value!r}") from None
+
+
+def _cidr_list(value: object) -> tuple[str, ...]:
+    value = _structured(value)
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ValueError(f"expected a list of CIDR strings, got {value!r}")
+    for cidr in value:
+        try:
+            ipaddress.ip_network(cidr, strict=False)
+        except ValueError:
+            raise ValueError(f"{cidr!r} is not an IP network such as 10.0.0.0/8") from None
+    return tuple(value)
+
+
+def _string_table(value: object) -> Mapping[str, str]:
+    value = _structured(value)
+    if not isinstance(value, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) and v for k, v in value.items()
+    ):
+        raise ValueError("expected a table of key id -> non-empty secret strings")
+    return dict(value)
+
+
+_REGION = r"[A-Z]{2}"
+_HOST = r"[A-Za-z0-9.:\-\[\]]+"
+
+
+# --- sections -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ServerSettings:
+    host: str = _setting("0.0.0.0", _text(_HOST, "a host name or IP address"))  # noqa: S104
+    port: int = _setting(8080, _integer(0, 65535))
+    workers: int = _setting(0, _integer(0, 1024))
+
+
+@dataclass(frozen=True, slots=True)
+class OriginSettings:
+    endpoint_url: str = _setting(
+        "http://127.0.0.1:9000", _text(r"(https?://\S+)?", "an http(s) URL or empty")
+    )
+    bucket: str = _setting(
+        "audio", _text(r"[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]", "an S3 bucket name")
+    )
+    region_name: str = _setting("us-east-1", _text(r"[a-z0-9\-]+", "an S3 region name"))
+    connect_timeout_s: float = _setting(2.0, _seconds(0.01, 120))
+    read_timeout_s: float = _setting(10.0, _seconds(0.01, 600))
+    max_connections: int = _setting(64, _integer(1, 10_000))
+
+
+@dataclass(frozen=True, slots=True)
+class CacheSettings:
+    slice_bytes: int = _setting(256 * 1024, _size(16 * 1024, 64 * 1024**2))
+    memory_bytes: int = _setting(512 * 1024**2, _size(0, 2**50))
+    disk_path: str = _setting("./var/cache", _text(r".+", "a path"))
+    disk_bytes: int = _setting(20 * 1024**3, _size(0, 2**60))
+
+
+@dataclass(frozen=True, slots=True)
+class EdgeSettings:
+    region: str = _setting("", _text(f"({_REGION})?", "an ISO 3166-1 alpha-2 code such as SE"))
+    client_region_header: str = _setting(
+        "X-Client-Region", _text(r"[A-Za-z0-9\-]+", "an HTTP header name")
+    )
+    trusted_proxies: tuple[str, ...] = _setting(("127.0.0.0/8",), _cidr_list)
+    manifest_ttl_s: float = _setting(60.0, _seconds(0, 86_400))
+
+
+@dataclass(frozen=True, slots=True)
+class AuthSettings:
+    signing_keys: Mapping[str, str] = field(default_factory=dict, metadata={"parse": _string_table})
+
+
+@dataclass(frozen=True, slots=True)
+class AdminSettings:
+    host: str = _setting("127.0.0.1", _text(_HOST, "a host name or IP address"))
+    port: int = _setting(8081, _integer(0, 65535))
+    token: str = _setting("", _text())
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    server: ServerSettings = field(default_factory=ServerSettings)
+    origin: OriginSettings = field(default_factory=OriginSettings)
+    cache: CacheSettings = field(default_factory=CacheSettings)
+    edge: EdgeSettings = field(default_factory=EdgeSettings)
+    auth: AuthSettings = field(default_factory=AuthSettings)
+    admin: AdminSettings = field(default_factory=AdminSettings)
+
+    def check_serving(self) -> None:
+        """Keys that only an edge node that serves traffic must have."""
+        if not self.edge.region:
+            raise ConfigError(
+                "edge.region: required: this node's home region, an ISO 3166-1 alpha-2 code"
+            )
+
+
+_SECTIONS: dict[str, type[Any]] = {
+    "server": ServerSettings,
+    "origin": OriginSettings,
+    "cache": CacheSettings,
+    "edge": EdgeSettings,
+    "auth": AuthSettings,
+    "admin": AdminSettings,
+}
+
+
+def load_settings(path: Path | str | None = None, env: Mapping[str, str] | None = None) -> Settings:
+    """Read ``path`` (if given), apply env overrides, validate every key."""
+    raw: dict[str, Any] = {}
+    if path is not None:
+        raw = _read_toml(Path(path))
+    overrides = _env_overrides(os.environ if env is None else env)
+    sections: dict[str, Any] = {}
+    for name, cls in _SECTIONS.items():
+        table = raw.pop(name, {})
+        if not isinstance(table, dict):
+            raise ConfigError(f"{name}: expected a [{name}] table")
+        sections[name] = _build_section(name, cls, table, overrides.get(name, {}))
+    if raw:
+        unknown = ", ".join(sorted(raw))
+        raise ConfigError(f"{unknown}: unknown section (known: {', '.join(_SECTIONS)})")
+    return Settings(**sections)
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read config file: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+
+
+def _env_overrides(env: Mapping[str, str]) -> dict[str, dict[str, tuple[str, str]]]:
+    """``ENCORE_CACHE__MEMORY_BYTES=1GiB`` -> {"cache": {"memory_bytes": (var name, "1GiB")}}."""
+    found: dict[str, dict[str, tuple[str, str]]] = {}
+    for var, value in env.items():
+        if not var.startswith(ENV_PREFIX) or "__" not in var:
+            continue
+        section, _, key = var[len(ENV_PREFIX) :].partition("__")
+        section, key = section.lower(), key.lower()
+        cls = _SECTIONS.get(section)
+        if cls is None or key not in {f.name for f in dataclasses.fields(cls)}:
+            raise ConfigError(f"{var}: no such setting {section}.{key}")
+        found.setdefault(section, {})[key] = (var, value)
+    return found
+
+
+def _build_section(
+    name: str, cls: type[Any], table: dict[str, Any], overrides: dict[str, tuple[str, str]]
+) -> Any:
+    known = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(table) - set(known))
+    if unknown:
+        raise ConfigError(f"{name}.{unknown[0]}: unknown setting (known: {', '.join(known)})")
+    values: dict[str, Any] = {}
+    for key, spec in known.items():
+        parse: Parser = spec.metadata["parse"]
+        if key in overrides:
+            source, value = f"{overrides[key][0]} ({name}.{key})", overrides[key][1]
+        elif key in table:
+            source, value = f"{name}.{key}", table[key]
+        else:
+            continue
+        try:
+            values[key] = parse(value)
+        except ValueError as exc:
+            raise ConfigError(f"{source}: {exc}") from None
+    return cls(**values)

@@ -1,0 +1,1 @@
+"""Encore origin storage service: owns the bucket layout and the manifest format."""

@@ -1,0 +1,37 @@
+"""One way to open an S3 client, for the edge and ``encore-origin`` alike."""
+
+from __future__ import annotations
+
+from contextlib import AbstractAsyncContextManager
+from typing import Any
+
+from aiobotocore.config import AioConfig
+from aiobotocore.session import get_session
+
+from edge.settings import OriginSettings
+
+
+def open_s3_client(
+    settings: OriginSettings, *, retries: int = 1
+) -> AbstractAsyncContextManager[Any]:
+    """An aiobotocore S3 client with a bounded pool and timeouts; use it as ``async with``.
+
+    Credentials come from the standard AWS chain (``AWS_ACCESS_KEY_ID`` and friends).
+    """
+    config = AioConfig(
+        # S3-compatible servers (rclone, older MinIO, GCS interop) send whole-object checksums on
+        # range GETs, which botocore's default validation rejects.
+        response_checksum_validation="when_required",
+        request_checksum_calculation="when_required",
+        max_pool_connections=settings.max_connections,
+        connect_timeout=settings.connect_timeout_s,
+        read_timeout=settings.read_timeout_s,
+        retries={"mode": "standard", "total_max_attempts": retries},
+        s3={"addressing_style": "path"},
+    )
+    return get_session().create_client(  # type: ignore[no-any-return]
+        "s3",
+        endpoint_url=settings.endpoint_url or None,
+        region_name=settings.region_name,
+        config=config,
+    )
