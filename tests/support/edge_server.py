@@ -1,0 +1,86 @@
+"""A real edge (the production app factory) on a loopback socket, in a thread of its own.
+
+Tests talk to it over real TCP with http.client, which sends paths and headers verbatim.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import http.client
+import threading
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from edge.app import create_app
+from edge.settings import Settings
+
+
+@dataclass
+class Reply:
+    status: int
+    headers: http.client.HTTPMessage
+    body: bytes
+
+    def header(self, name: str) -> str | None:
+        return self.headers.get(name)
+
+
+class EdgeServer:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.port = 0
+        self._loop = asyncio.new_event_loop()
+        self._ready = threading.Event()
+        self._error: BaseException | None = None
+        self._runner: web.AppRunner | None = None
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def start(self) -> EdgeServer:
+        self._thread.start()
+        if not self._ready.wait(20):
+            raise RuntimeError("edge did not start")
+        if self._error is not None:
+            raise self._error
+        return self
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        try:
+            self._loop.run_until_complete(self._start())
+        except BaseException as exc:  # surfaced in start()
+            self._error = exc
+            self._ready.set()
+            return
+        self._ready.set()
+        self._loop.run_forever()
+        self._loop.run_until_complete(self._runner.cleanup() if self._runner else asyncio.sleep(0))
+        self._loop.close()
+
+    async def _start(self) -> None:
+        self._runner = web.AppRunner(create_app(self.settings))
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        server = site._server  # noqa: SLF001 - the only way to learn the bound port
+        assert server is not None
+        self.port = server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+
+    def stop(self) -> None:
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(20)
+
+    def request(
+        self, method: str, path: str, headers: dict[str, str] | None = None, timeout: float = 15
+    ) -> Reply:
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+        try:
+            conn.request(method, path, headers=headers or {})
+            response = conn.getresponse()
+            body = response.read()
+            return Reply(response.status, response.headers, body)
+        finally:
+            conn.close()
+
+    def get(self, path: str, **headers: str) -> Reply:
+        return self.request("GET", path, {k.replace("_", "-"): v for k, v in headers.items()})

@@ -1,0 +1,127 @@
+"""A small TCP proxy between the edge and the S3 server: it counts requests and injects faults.
+
+Counting happens here, at the origin side, so tests never trust the edge's own metrics for it.
+Faults: added latency before each response, refusing connections (origin down), and cutting
+each response after a number of bytes (truncated bodies).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from dataclasses import dataclass, field
+
+
+@dataclass
+class SeenRequest:
+    method: str
+    path: str
+    headers: dict[str, str]
+
+
+@dataclass
+class Faults:
+    latency_s: float = 0.0  # added before each request reaches the S3 server
+    refuse: bool = False
+    truncate_response_at: int | None = None  # bytes of the whole response, headers included
+
+
+@dataclass
+class TcpProxy:
+    upstream_host: str
+    upstream_port: int
+    faults: Faults = field(default_factory=Faults)
+    requests: list[SeenRequest] = field(default_factory=list)
+    port: int = 0
+
+    def __post_init__(self) -> None:
+        self._loop = asyncio.new_event_loop()
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._server: asyncio.Server | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def gets(self, path_suffix: str = "") -> list[SeenRequest]:
+        return [r for r in self.requests if r.method == "GET" and r.path.endswith(path_suffix)]
+
+    def start(self) -> TcpProxy:
+        self._thread.start()
+        self._ready.wait(5)
+        return self
+
+    def stop(self) -> None:
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(5)
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        self._server = self._loop.run_until_complete(
+            asyncio.start_server(self._handle, "127.0.0.1", 0)
+        )
+        self.port = self._server.sockets[0].getsockname()[1]
+        self._ready.set()
+        self._loop.run_forever()
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self.faults.refuse:
+            writer.transport.abort()
+            return
+        try:
+            up_reader, up_writer = await asyncio.open_connection(
+                self.upstream_host, self.upstream_port
+            )
+        except OSError:
+            writer.transport.abort()
+            return
+        upstream = asyncio.ensure_future(self._pump_responses(up_reader, writer))
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                lines = head.decode("latin-1").split("\r\n")
+                method, path, _ = lines[0].split(" ", 2)
+                headers = {}
+                for line in lines[1:]:
+                    if ":" in line:
+                        name, value = line.split(":", 1)
+                        headers[name.strip().lower()] = value.strip()
+                self.requests.append(SeenRequest(method, path, headers))
+                body = b""
+                length = int(headers.get("content-length", "0"))
+                if length:
+                    body = await reader.readexactly(length)
+                if self.faults.latency_s:
+                    await asyncio.sleep(self.faults.latency_s)
+                up_writer.write(head + body)
+                await up_writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError, asyncio.LimitOverrunError):
+            pass
+        finally:
+            up_writer.close()
+            await asyncio.gather(upstream, return_exceptions=True)
+            writer.close()
+
+    async def _pump_responses(
+        self, up_reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        sent = 0
+        try:
+            while True:
+                chunk = await up_reader.read(65536)
+                if not chunk:
+                    break
+                limit = self.faults.truncate_response_at
+                if limit is not None and sent + len(chunk) >= limit:
+                    writer.write(chunk[: limit - sent])
+                    await writer.drain()
+                    writer.transport.abort()
+                    return
+                sent += len(chunk)
+                writer.write(chunk)
+                await writer.drain()
+        except ConnectionError:
+            pass
+        finally:
+            writer.close()
