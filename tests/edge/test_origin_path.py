@@ -1,0 +1,129 @@
+"""What the edge asks of the origin, counted at the origin side by a TCP proxy, and how origin
+faults reach the player."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import re
+from collections.abc import Callable
+
+import pytest
+
+from tests.conftest import TEST_SLICE_BYTES, Catalog
+from tests.support.edge_server import EdgeServer
+from tests.support.tcp_proxy import TcpProxy
+
+SLICE = TEST_SLICE_BYTES
+
+
+def _ranges_asked(proxy: TcpProxy, key_part: str) -> list[tuple[int, int]]:
+    asked = []
+    for request in proxy.gets():
+        if key_part in request.path and "range" in request.headers:
+            match = re.fullmatch(r"bytes=(\d+)-(\d+)", request.headers["range"])
+            assert match, request.headers["range"]
+            asked.append((int(match[1]), int(match[2])))
+    return asked
+
+
+def test_cold_range_fetches_only_the_covering_slices(
+    catalog: Catalog, proxy: TcpProxy, start_edge: Callable[..., EdgeServer]
+) -> None:
+    size = 40 * SLICE + 777  # a "large" object of 41 slices
+    data = os.urandom(size)
+    manifest = catalog.publish({"320": data})
+    key = manifest.renditions["320"].key
+    edge = start_edge(origin_url=proxy.url)
+    path = f"/v1/tracks/{manifest.track_id}/320"
+
+    # Slices 10, 11 and 12 cover this range; they are adjacent, so one GET.
+    reply = edge.get(path, Range=f"bytes={10 * SLICE + 5}-{12 * SLICE + 9}")
+    assert reply.status == 206
+    assert reply.body == data[10 * SLICE + 5 : 12 * SLICE + 10]
+    assert _ranges_asked(proxy, key) == [(10 * SLICE, 13 * SLICE - 1)]
+
+    # Slices 10-12 are cached now: of 9..13 only 9 and 13 are missing, two separate runs.
+    proxy.requests.clear()
+    reply = edge.get(path, Range=f"bytes={9 * SLICE}-{13 * SLICE + 1}")
+    assert reply.body == data[9 * SLICE : 13 * SLICE + 2]
+    assert reply.header("X-Cache") == "PARTIAL"
+    assert _ranges_asked(proxy, key) == [(9 * SLICE, 10 * SLICE - 1), (13 * SLICE, 14 * SLICE - 1)]
+
+    # The last slice is short; the edge asks for exactly what exists.
+    proxy.requests.clear()
+    reply = edge.get(path, Range="bytes=-10")
+    assert reply.body == data[-10:]
+    assert _ranges_asked(proxy, key) == [(40 * SLICE, size - 1)]
+
+    # A repeat is served from memory without touching the origin.
+    proxy.requests.clear()
+    again = edge.get(path, Range=f"bytes={10 * SLICE + 5}-{12 * SLICE + 9}")
+    assert (again.header("X-Cache"), again.header("X-Cache-Tier")) == ("HIT", "memory")
+    assert proxy.gets() == []
+
+
+def test_multirange_fetches_each_shared_slice_once(
+    catalog: Catalog, proxy: TcpProxy, start_edge: Callable[..., EdgeServer]
+) -> None:
+    data = os.urandom(4 * SLICE)
+    manifest = catalog.publish({"96": data})
+    edge = start_edge(origin_url=proxy.url, cache={"memory_bytes": 0})  # memory tier off
+    reply = edge.get(f"/v1/tracks/{manifest.track_id}/96", Range="bytes=0-9,100-109")
+    assert reply.status == 206
+    key = manifest.renditions["96"].key
+    assert _ranges_asked(proxy, key) == [(0, SLICE - 1)]
+
+
+def _error_code(body: bytes) -> str:
+    return str(json.loads(body)["error"])
+
+
+def test_origin_down_is_a_502(catalog: Catalog, proxy: TcpProxy, start_edge: Callable[..., EdgeServer]) -> None:
+    manifest = catalog.publish({"96": os.urandom(1000)})
+    edge = start_edge(origin_url=proxy.url)
+    proxy.faults.refuse = True
+    reply = edge.get(f"/v1/tracks/{manifest.track_id}/96")
+    assert reply.status == 502
+    assert _error_code(reply.body) == "origin_unreachable"
+
+
+def test_origin_not_listening_is_a_502(start_edge: Callable[..., EdgeServer]) -> None:
+    edge = start_edge(origin_url="http://127.0.0.1:9")  # discard port: nothing listens
+    reply = edge.get("/v1/tracks/anything/96")
+    assert reply.status == 502
+    assert _error_code(reply.body) == "origin_unreachable"
+
+
+def test_slow_origin_is_a_504(catalog: Catalog, proxy: TcpProxy, start_edge: Callable[..., EdgeServer]) -> None:
+    manifest = catalog.publish({"96": os.urandom(1000)})
+    edge = start_edge(origin_url=proxy.url, origin={"read_timeout_s": 0.3})
+    proxy.faults.latency_s = 1.0
+    reply = edge.get(f"/v1/tracks/{manifest.track_id}/96")
+    assert reply.status == 504
+    assert _error_code(reply.body) == "origin_timeout"
+
+
+def test_truncated_origin_body_breaks_the_client_connection(
+    catalog: Catalog, proxy: TcpProxy, start_edge: Callable[..., EdgeServer]
+) -> None:
+    data = os.urandom(3 * SLICE)
+    manifest = catalog.publish({"96": data})
+    edge = start_edge(origin_url=proxy.url)
+    path = f"/v1/tracks/{manifest.track_id}/96"
+    assert edge.get(f"/v1/tracks/{manifest.track_id}").status == 200  # manifest cached first
+    proxy.faults.truncate_response_at = 2000  # headers plus a little of the body
+    conn = http.client.HTTPConnection("127.0.0.1", edge.port, timeout=10)
+    conn.request("GET", path)
+    response = conn.getresponse()
+    assert response.status == 200  # headers were already sent when the origin failed
+    with pytest.raises(http.client.IncompleteRead):
+        response.read()
+    conn.close()
+    # Nothing of the truncated body was committed: with the origin healthy again, the edge
+    # fetches and serves the full, correct bytes.
+    proxy.faults.truncate_response_at = None
+    reply = edge.get(path)
+    assert reply.body == data
+    assert reply.header("X-Cache") == "MISS"
