@@ -99,7 +99,10 @@ class Catalog:
         self.s3 = s3
         self.workdir = workdir
 
-    def publish(self, renditions: dict[str, bytes], track_id: str | None = None) -> Manifest:
+    def publish(
+        self, renditions: dict[str, bytes], track_id: str | None = None, via: str | None = None
+    ) -> Manifest:
+        """Publish ``renditions`` under ``track_id``; ``via`` names another endpoint (a proxy)."""
         track_id = track_id or f"t-{uuid.uuid4().hex[:12]}"
         encoded = []
         for name, data in renditions.items():
@@ -117,7 +120,7 @@ class Catalog:
             )
 
         async def run() -> Manifest:
-            settings = make_settings(self.s3.endpoint_url, self.s3.bucket)
+            settings = make_settings(via or self.s3.endpoint_url, self.s3.bucket)
             async with open_s3_client(settings.origin) as client:
                 return await publish_track(
                     client,

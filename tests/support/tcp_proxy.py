@@ -94,13 +94,18 @@ class TcpProxy:
                         name, value = line.split(":", 1)
                         headers[name.strip().lower()] = value.strip()
                 self.requests.append(SeenRequest(method, path, headers))
-                body = b""
-                length = int(headers.get("content-length", "0"))
-                if length:
-                    body = await reader.readexactly(length)
                 if self.faults.latency_s:
                     await asyncio.sleep(self.faults.latency_s)
-                up_writer.write(head + body)
+                # The head goes first on its own: a client that sent "Expect: 100-continue"
+                # holds its body back until the server answers.
+                up_writer.write(head)
+                remaining = int(headers.get("content-length", "0"))
+                while remaining:
+                    chunk = await reader.read(min(remaining, 65536))
+                    if not chunk:
+                        raise asyncio.IncompleteReadError(b"", remaining)
+                    remaining -= len(chunk)
+                    up_writer.write(chunk)
                 await up_writer.drain()
         except (asyncio.IncompleteReadError, ConnectionError, asyncio.LimitOverrunError):
             pass
