@@ -1,0 +1,253 @@
+"""Hit-path throughput: the edge against nginx ``proxy_cache`` (sliced) on the same objects.
+
+Both caches sit in front of the same bucket folder and are warmed first, so every measured
+request is a cache hit. Each is given one process (nginx: one worker), and wrk drives them in
+alternating rounds; the result is reported as a ratio, since absolute numbers on a shared
+machine mean little. nginx reads the bucket through ``rclone serve http`` (proper 206 answers,
+which its slice module requires; ``rclone serve s3`` answers ranges with 200).
+
+    python -m loadtests.bench_hit_path [--seconds 8] [--rounds 3] [--connections 32]
+
+Needs nginx (with the slice module, e.g. Debian's nginx-light) and wrk on PATH.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+from edge.settings import load_settings
+from origin.local_s3 import LocalS3, free_port, rclone_binary
+from origin.publish import EncodedRendition, publish_track
+from origin.s3 import open_s3_client
+
+BUCKET = "audio"
+OBJECT_BYTES = 8 * 1024 * 1024 + 12345
+SCENARIOS = {
+    "64KiB range": "bytes=1048576-1114111",
+    "256KiB range across slices": "bytes=3000000-3262143",
+    "1MiB range": "bytes=0-1048575",
+}
+
+NGINX_CONF = """
+user root;
+worker_processes 1;
+daemon off;
+pid {tmp}/nginx.pid;
+error_log {tmp}/nginx-error.log warn;
+events {{ worker_connections 1024; }}
+http {{
+    access_log off;
+    proxy_cache_path {tmp}/nginx-cache levels=1:2 keys_zone=audio:64m max_size=2g inactive=1h;
+    server {{
+        listen 127.0.0.1:{port};
+        location / {{
+            slice 256k;
+            proxy_cache audio;
+            proxy_cache_key $uri$slice_range;
+            proxy_set_header Range $slice_range;
+            proxy_cache_valid 200 206 1h;
+            proxy_cache_lock on;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_pass http://127.0.0.1:{origin_port};
+        }}
+    }}
+}}
+"""
+
+
+def _need(tool: str) -> str:
+    path = shutil.which(tool) or (
+        f"/usr/sbin/{tool}" if Path(f"/usr/sbin/{tool}").exists() else None
+    )
+    if path is None:
+        sys.exit(f"bench_hit_path: {tool} not found (apt-get install nginx-light wrk)")
+    return path
+
+
+def _fetch(url: str, headers: dict[str, str]) -> bytes:
+    request = urllib.request.Request(url, headers=headers)  # noqa: S310 - loopback only
+    with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310
+        return bytes(response.read())
+
+
+def _wait(url: str, timeout_s: float = 30) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            _fetch(url, {})
+            return
+        except OSError:
+            time.sleep(0.1)
+    sys.exit(f"bench_hit_path: {url} did not come up")
+
+
+def _wrk(url: str, range_header: str, seconds: int, connections: int) -> tuple[float, float]:
+    out = subprocess.run(  # noqa: S603 - fixed argv
+        [
+            _need("wrk"),
+            "-t1",
+            f"-c{connections}",
+            f"-d{seconds}s",
+            "--latency",
+            "-H",
+            f"Range: {range_header}",
+            url,
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=seconds + 30,
+    ).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out)[1])  # type: ignore[index]
+    p99 = re.search(r"99%\s+([\d.]+)(us|ms|s)", out)
+    assert p99, out
+    p99_ms = float(p99[1]) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[p99[2]]
+    if "Non-2xx" in out:
+        sys.exit(f"bench_hit_path: {url} answered errors under load:\n{out}")
+    return rps, p99_ms
+
+
+async def _publish(s3: LocalS3, workdir: Path) -> tuple[str, str]:
+    audio = workdir / "bench.ogg"
+    audio.write_bytes(os.urandom(OBJECT_BYTES))
+    settings = load_settings(None, env={"ENCORE_ORIGIN__ENDPOINT_URL": s3.endpoint_url})
+    async with open_s3_client(settings.origin) as client:
+        manifest = await publish_track(
+            client,
+            BUCKET,
+            track_id="bench",
+            title="bench",
+            artist="bench",
+            duration_s=200.0,
+            renditions=[EncodedRendition("320", audio, "vorbis", "audio/ogg", "ogg", 320)],
+        )
+    return manifest.track_id, manifest.renditions["320"].key
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=int, default=8)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--connections", type=int, default=32)
+    args = parser.parse_args()
+    nginx = _need("nginx")
+    _need("wrk")
+    with tempfile.TemporaryDirectory(prefix="encore-bench-") as tmp_name:
+        tmp = Path(tmp_name)
+        s3 = LocalS3(tmp / "s3", log_path=tmp / "rclone.log")
+        processes: list[subprocess.Popen[bytes]] = []
+        try:
+            s3.start()
+            s3.create_bucket(BUCKET)
+            plain_port = free_port()
+            processes.append(
+                subprocess.Popen(  # noqa: S603
+                    [
+                        rclone_binary(),
+                        "serve",
+                        "http",
+                        f"--addr=127.0.0.1:{plain_port}",
+                        "--config=/dev/null",
+                        str(tmp / "s3" / BUCKET),
+                    ],
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
+            )
+            os.environ.update(s3.credentials_env())
+            track_id, key = asyncio.run(_publish(s3, tmp))
+
+            edge_port, nginx_port = free_port(), free_port()
+            config = tmp / "edge.toml"
+            config.write_text(
+                f'[server]\nhost = "127.0.0.1"\nport = {edge_port}\nworkers = 1\n'
+                f'[origin]\nendpoint_url = "{s3.endpoint_url}"\nbucket = "{BUCKET}"\n'
+                '[cache]\nmemory_bytes = "256MiB"\n[edge]\nregion = "SE"\n'
+            )
+            env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+            processes.append(
+                subprocess.Popen(  # noqa: S603
+                    [sys.executable, "-m", "edge", "serve", "--config", str(config)],
+                    stdout=subprocess.DEVNULL,
+                    stderr=(tmp / "edge.log").open("wb"),
+                    env=env,
+                )
+            )
+            (tmp / "nginx.conf").write_text(
+                NGINX_CONF.format(tmp=tmp, port=nginx_port, origin_port=plain_port)
+            )
+            processes.append(
+                subprocess.Popen(  # noqa: S603
+                    [nginx, "-c", str(tmp / "nginx.conf")], stderr=subprocess.DEVNULL
+                )
+            )
+            edge_url = f"http://127.0.0.1:{edge_port}/v1/tracks/{track_id}/320"
+            nginx_url = f"http://127.0.0.1:{nginx_port}/{key}"
+            _wait(f"http://127.0.0.1:{edge_port}/readyz")
+            _wait(nginx_url)
+
+            results = {}
+            for name, range_header in SCENARIOS.items():
+                edge_body = _fetch(edge_url, {"Range": range_header})  # warm both
+                nginx_body = _fetch(nginx_url, {"Range": range_header})
+                if edge_body != nginx_body:
+                    sys.exit(f"bench_hit_path: edge and nginx disagree on {range_header}")
+                samples: dict[str, list[tuple[float, float]]] = {"edge": [], "nginx": []}
+                for _ in range(args.rounds):
+                    samples["edge"].append(
+                        _wrk(edge_url, range_header, args.seconds, args.connections)
+                    )
+                    samples["nginx"].append(
+                        _wrk(nginx_url, range_header, args.seconds, args.connections)
+                    )
+                edge_rps = statistics.median(s[0] for s in samples["edge"])
+                nginx_rps = statistics.median(s[0] for s in samples["nginx"])
+                results[name] = {
+                    "edge_rps": round(edge_rps),
+                    "nginx_rps": round(nginx_rps),
+                    "edge_to_nginx_rps": round(edge_rps / nginx_rps, 3),
+                    "edge_p99_ms": statistics.median(s[1] for s in samples["edge"]),
+                    "nginx_p99_ms": statistics.median(s[1] for s in samples["nginx"]),
+                }
+                print(
+                    f"{name:>28}: edge/nginx req/s = {results[name]['edge_to_nginx_rps']}"
+                    f"  ({results[name]['edge_rps']} vs {results[name]['nginx_rps']})",
+                    flush=True,
+                )
+            print(
+                json.dumps(
+                    {
+                        "connections": args.connections,
+                        "seconds": args.seconds,
+                        "rounds": args.rounds,
+                        "results": results,
+                    },
+                    indent=2,
+                )
+            )
+        finally:
+            for process in processes:
+                process.send_signal(signal.SIGTERM)
+                try:
+                    process.wait(timeout=15)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+            s3.stop()
+
+
+if __name__ == "__main__":
+    main()

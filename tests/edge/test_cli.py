@@ -1,0 +1,88 @@
+"""``encore-edge`` as an operator runs it: a real process, a config file, signals."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+from origin.local_s3 import free_port
+from tests.conftest import Catalog, S3Target
+
+EDGE = [sys.executable, "-m", "edge"]
+
+
+def _run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*EDGE, *args], capture_output=True, text=True, timeout=60, env=env, check=False
+    )
+
+
+def test_bad_config_stops_startup_with_one_line(tmp_path: Path) -> None:
+    config = tmp_path / "edge.toml"
+    config.write_text('[cache]\nmemory_bytes = "plenty"\n[edge]\nregion = "SE"\n')
+    result = _run("serve", "--config", str(config))
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "encore-edge: config error: cache.memory_bytes: expected a size such as 256KiB "
+        "or 20GB, got 'plenty'"
+    ]
+
+
+def test_missing_config_and_missing_region(tmp_path: Path) -> None:
+    result = _run("serve", "--config", str(tmp_path / "absent.toml"))
+    assert result.returncode == 2
+    assert "config file not found" in result.stderr
+    config = tmp_path / "edge.toml"
+    config.write_text("[server]\nport = 8080\n")
+    result = _run("serve", "--config", str(config))
+    assert result.returncode == 2
+    assert "edge.region: required" in result.stderr
+    env = {**os.environ, "ENCORE_SERVER__PORT": "99999"}
+    result = _run("serve", "--config", str(config), env=env)
+    assert "ENCORE_SERVER__PORT (server.port): must be between 0 and 65535" in result.stderr
+
+
+def _wait_healthy(url: str, process: subprocess.Popen[bytes], timeout_s: float = 30) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        assert process.poll() is None, "edge exited early"
+        try:
+            with urllib.request.urlopen(url + "/readyz", timeout=1) as response:  # noqa: S310
+                if response.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.1)
+    raise AssertionError("edge did not become ready")
+
+
+def test_serve_runs_from_a_config_file_and_stops_on_sigterm(
+    tmp_path: Path, s3: S3Target, catalog: Catalog
+) -> None:
+    data = os.urandom(70_000)
+    manifest = catalog.publish({"160": data})
+    port = free_port()
+    config = tmp_path / "edge.toml"
+    config.write_text(
+        f'[server]\nhost = "127.0.0.1"\nport = {port}\nworkers = 1\n'
+        f'[origin]\nendpoint_url = "{s3.endpoint_url}"\nbucket = "{s3.bucket}"\n'
+        '[edge]\nregion = "SE"\n'
+    )
+    process = subprocess.Popen([*EDGE, "serve", "--config", str(config)], stderr=subprocess.PIPE)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        _wait_healthy(url, process)
+        request = urllib.request.Request(  # noqa: S310
+            f"{url}/v1/tracks/{manifest.track_id}/160", headers={"Range": "bytes=1000-1999"}
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
+            assert response.status == 206
+            assert response.read() == data[1000:2000]
+    finally:
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=30)
+    assert process.returncode == 0, stderr.decode()
