@@ -79,8 +79,8 @@ def _need(tool: str) -> str:
 
 
 def _fetch(url: str, headers: dict[str, str]) -> bytes:
-    request = urllib.request.Request(url, headers=headers)  # noqa: S310 - loopback only
-    with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310
+    request = urllib.request.Request(url, headers=headers)
+    with urllib.request.urlopen(request, timeout=30) as response:
         return bytes(response.read())
 
 
@@ -96,7 +96,7 @@ def _wait(url: str, timeout_s: float = 30) -> None:
 
 
 def _wrk(url: str, range_header: str, seconds: int, connections: int) -> tuple[float, float]:
-    out = subprocess.run(  # noqa: S603 - fixed argv
+    out = subprocess.run(
         [
             _need("wrk"),
             "-t1",
@@ -155,7 +155,7 @@ def main() -> None:
             s3.create_bucket(BUCKET)
             plain_port = free_port()
             processes.append(
-                subprocess.Popen(  # noqa: S603
+                subprocess.Popen(
                     [
                         rclone_binary(),
                         "serve",
@@ -180,7 +180,7 @@ def main() -> None:
             )
             env = {**os.environ, "PYTHONWARNINGS": "ignore"}
             processes.append(
-                subprocess.Popen(  # noqa: S603
+                subprocess.Popen(
                     [sys.executable, "-m", "edge", "serve", "--config", str(config)],
                     stdout=subprocess.DEVNULL,
                     stderr=(tmp / "edge.log").open("wb"),
@@ -191,9 +191,7 @@ def main() -> None:
                 NGINX_CONF.format(tmp=tmp, port=nginx_port, origin_port=plain_port)
             )
             processes.append(
-                subprocess.Popen(  # noqa: S603
-                    [nginx, "-c", str(tmp / "nginx.conf")], stderr=subprocess.DEVNULL
-                )
+                subprocess.Popen([nginx, "-c", str(tmp / "nginx.conf")], stderr=subprocess.DEVNULL)
             )
             edge_url = f"http://127.0.0.1:{edge_port}/v1/tracks/{track_id}/320"
             nginx_url = f"http://127.0.0.1:{nginx_port}/{key}"

@@ -15,15 +15,25 @@ from origin.local_s3 import free_port
 
 
 def _get(url: str) -> bytes:
-    with urllib.request.urlopen(url, timeout=10) as response:  # noqa: S310
+    with urllib.request.urlopen(url, timeout=10) as response:
         return bytes(response.read())
 
 
 def test_demo_serves_a_generated_catalogue_until_interrupted(tmp_path: Path) -> None:
     port = free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "edge", "demo", "--tracks", "1", "--port", str(port),
-         "--data-dir", str(tmp_path)],
+        [
+            sys.executable,
+            "-m",
+            "edge",
+            "demo",
+            "--tracks",
+            "1",
+            "--port",
+            str(port),
+            "--data-dir",
+            str(tmp_path),
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
     )

@@ -52,7 +52,7 @@ def _wait_healthy(url: str, process: subprocess.Popen[bytes], timeout_s: float =
     while time.monotonic() < deadline:
         assert process.poll() is None, "edge exited early"
         try:
-            with urllib.request.urlopen(url + "/readyz", timeout=1) as response:  # noqa: S310
+            with urllib.request.urlopen(url + "/readyz", timeout=1) as response:
                 if response.status == 200:
                     return
         except OSError:
@@ -76,10 +76,10 @@ def test_serve_runs_from_a_config_file_and_stops_on_sigterm(
     try:
         url = f"http://127.0.0.1:{port}"
         _wait_healthy(url, process)
-        request = urllib.request.Request(  # noqa: S310
+        request = urllib.request.Request(
             f"{url}/v1/tracks/{manifest.track_id}/160", headers={"Range": "bytes=1000-1999"}
         )
-        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
+        with urllib.request.urlopen(request, timeout=10) as response:
             assert response.status == 206
             assert response.read() == data[1000:2000]
     finally:

@@ -19,7 +19,9 @@ def _samples(edge: EdgeServer) -> dict[tuple[str, frozenset[tuple[str, str]]], f
     return samples
 
 
-def _value(samples: dict[tuple[str, frozenset[tuple[str, str]]], float], name: str, **labels: str) -> float:
+def _value(
+    samples: dict[tuple[str, frozenset[tuple[str, str]]], float], name: str, **labels: str
+) -> float:
     return samples.get((name, frozenset(labels.items())), 0.0)
 
 
@@ -52,6 +54,8 @@ def test_metrics_count_requests_bytes_by_tier_origin_requests_and_ttfb(
 def test_hostile_methods_do_not_grow_label_sets(edge: EdgeServer) -> None:
     edge.request("PROPFIND", "/v1/tracks/x/96")
     samples = _samples(edge)
-    methods = {dict(labels).get("method") for name, labels in samples if name == "encore_requests_total"}
+    methods = {
+        dict(labels).get("method") for name, labels in samples if name == "encore_requests_total"
+    }
     assert "PROPFIND" not in methods
     assert "other" in methods

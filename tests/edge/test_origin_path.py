@@ -80,7 +80,9 @@ def _error_code(body: bytes) -> str:
     return str(json.loads(body)["error"])
 
 
-def test_origin_down_is_a_502(catalog: Catalog, proxy: TcpProxy, start_edge: Callable[..., EdgeServer]) -> None:
+def test_origin_down_is_a_502(
+    catalog: Catalog, proxy: TcpProxy, start_edge: Callable[..., EdgeServer]
+) -> None:
     manifest = catalog.publish({"96": os.urandom(1000)})
     edge = start_edge(origin_url=proxy.url)
     proxy.faults.refuse = True
@@ -96,7 +98,9 @@ def test_origin_not_listening_is_a_502(start_edge: Callable[..., EdgeServer]) ->
     assert _error_code(reply.body) == "origin_unreachable"
 
 
-def test_slow_origin_is_a_504(catalog: Catalog, proxy: TcpProxy, start_edge: Callable[..., EdgeServer]) -> None:
+def test_slow_origin_is_a_504(
+    catalog: Catalog, proxy: TcpProxy, start_edge: Callable[..., EdgeServer]
+) -> None:
     manifest = catalog.publish({"96": os.urandom(1000)})
     edge = start_edge(origin_url=proxy.url, origin={"read_timeout_s": 0.3})
     proxy.faults.latency_s = 1.0

@@ -17,7 +17,11 @@ def _write(tmp_path: Path, text: str) -> Path:
 
 def test_defaults_match_the_design() -> None:
     settings = load_settings(None, env={})
-    assert (settings.server.host, settings.server.port, settings.server.workers) == ("0.0.0.0", 8080, 0)
+    assert (settings.server.host, settings.server.port, settings.server.workers) == (
+        "0.0.0.0",
+        8080,
+        0,
+    )
     assert settings.origin.bucket == "audio"
     assert settings.cache.slice_bytes == 256 * 1024
     assert settings.cache.memory_bytes == 512 * 1024**2
@@ -75,12 +79,18 @@ def test_settings_are_frozen() -> None:
         ("[servers]\nport = 1\n", {}, "servers: unknown section"),
         ("[server\n", {}, "invalid TOML"),
         ("", {"ENCORE_SERVER__PROT": "1"}, "ENCORE_SERVER__PROT: no such setting server.prot"),
-        ("", {"ENCORE_SERVER__PORT": "x"}, "ENCORE_SERVER__PORT (server.port): expected an integer"),
+        (
+            "",
+            {"ENCORE_SERVER__PORT": "x"},
+            "ENCORE_SERVER__PORT (server.port): expected an integer",
+        ),
         ('[origin]\nbucket = "A_B"\n', {}, "origin.bucket: 'A_B' is not an S3 bucket name"),
         ("[auth]\nsigning_keys = { k = 1 }\n", {}, "auth.signing_keys: expected a table"),
     ],
 )
-def test_bad_values_name_the_key(tmp_path: Path, text: str, env: dict[str, str], message: str) -> None:
+def test_bad_values_name_the_key(
+    tmp_path: Path, text: str, env: dict[str, str], message: str
+) -> None:
     with pytest.raises(ConfigError) as caught:
         load_settings(_write(tmp_path, text), env=env)
     assert message in str(caught.value)
@@ -98,7 +108,8 @@ def test_serving_needs_a_region() -> None:
 
 
 @pytest.mark.parametrize(
-    "path", sorted((ROOT / "config").glob("*.toml")) + sorted((ROOT / "config/regions").glob("*.toml"))
+    "path",
+    sorted((ROOT / "config").glob("*.toml")) + sorted((ROOT / "config/regions").glob("*.toml")),
 )
 def test_shipped_configs_load(path: Path) -> None:
     settings = load_settings(path, env={})

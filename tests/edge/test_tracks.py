@@ -20,7 +20,12 @@ def _object(size: int = SIZE) -> bytes:
 
 
 def _error(reply: Reply) -> str:
-    assert reply.header("Content-Type", ) is not None
+    assert (
+        reply.header(
+            "Content-Type",
+        )
+        is not None
+    )
     assert reply.header("Content-Type").startswith("application/json")
     doc = json.loads(reply.body)
     assert set(doc) == {"error", "message"}
@@ -99,7 +104,11 @@ def test_partial_hit_is_reported_as_partial(edge: EdgeServer, track: tuple[str, 
         ("bytes=-500", SIZE - 500, SIZE - 1),
         (f"bytes=-{SIZE * 2}", 0, SIZE - 1),
         (f"bytes=100-{SIZE * 3}", 100, SIZE - 1),
-        (f"bytes={TEST_SLICE_BYTES - 3}-{TEST_SLICE_BYTES * 3 + 2}", TEST_SLICE_BYTES - 3, TEST_SLICE_BYTES * 3 + 2),
+        (
+            f"bytes={TEST_SLICE_BYTES - 3}-{TEST_SLICE_BYTES * 3 + 2}",
+            TEST_SLICE_BYTES - 3,
+            TEST_SLICE_BYTES * 3 + 2,
+        ),
         (" BYTES = 5-9", 5, 9),
     ],
 )
@@ -164,7 +173,9 @@ def test_overlapping_ranges_are_coalesced(edge: EdgeServer, track: tuple[str, by
         ("bytes=" + ",".join(f"{i}-{i}" for i in range(0, 200, 2)), "too_many_ranges"),
     ],
 )
-def test_bad_ranges_get_416(edge: EdgeServer, track: tuple[str, bytes], spec: str, code: str) -> None:
+def test_bad_ranges_get_416(
+    edge: EdgeServer, track: tuple[str, bytes], spec: str, code: str
+) -> None:
     track_id, _ = track
     reply = edge.get(f"/v1/tracks/{track_id}/160", Range=spec)
     assert reply.status == 416, spec
@@ -194,7 +205,8 @@ def test_if_range(edge: EdgeServer, track: tuple[str, bytes]) -> None:
     path = f"/v1/tracks/{track_id}/160"
     head = edge.request("HEAD", path)
     etag, modified = head.header("ETag"), head.header("Last-Modified")
-    assert etag and modified
+    assert etag
+    assert modified
     assert edge.get(path, Range="bytes=0-9", If_Range=etag).status == 206
     assert edge.get(path, Range="bytes=0-9", If_Range=modified).status == 206
     stale = edge.get(path, Range="bytes=0-9", If_Range='"some-older-version"')

@@ -8,7 +8,9 @@ from tests.conftest import Catalog
 from tests.support.tcp_proxy import TcpProxy
 
 
-def test_republishing_the_same_audio_uploads_no_audio_again(catalog: Catalog, proxy: TcpProxy) -> None:
+def test_republishing_the_same_audio_uploads_no_audio_again(
+    catalog: Catalog, proxy: TcpProxy
+) -> None:
     audio = {"96": os.urandom(5000), "160": os.urandom(7000)}
     first = catalog.publish(audio, track_id="idempotent-track", via=proxy.url)
     puts = [r.path for r in proxy.requests if r.method == "PUT"]
