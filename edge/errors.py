@@ -62,7 +62,15 @@ class BadOriginData(EncoreError):
 
 
 class StreamAborted(Exception):
-    """The body could not be completed after the headers were sent; the connection was cut."""
+    """The body could not be completed after the headers were sent; the connection was cut.
+
+    Carries the response that was on the wire, so the outermost middleware can count it and hand
+    it back to aiohttp, which then finds the connection closed and finishes quietly.
+    """
+
+    def __init__(self, response: web.StreamResponse) -> None:
+        super().__init__("response aborted mid-body")
+        self.response = response
 
 
 _STATUS: dict[type[EncoreError], int] = {

@@ -49,9 +49,9 @@ async def count_requests(request: web.Request, handler: Handler) -> web.StreamRe
         response = await handler(request)
         status = str(response.status)
         return response
-    except StreamAborted:
+    except StreamAborted as aborted:
         status = "aborted"
-        raise
+        return aborted.response
     finally:
         method = request.method if request.method in _METHODS else "other"  # bounded labels
         metrics.REQUESTS.labels(_route(request), method, status).inc()

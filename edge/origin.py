@@ -20,6 +20,8 @@ CHUNK_BYTES = 64 * 1024
 _CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+)")
 _NOT_FOUND = {"NoSuchKey", "404", "NotFound"}
 _TIMEOUTS = (boto.ConnectTimeoutError, boto.ReadTimeoutError, asyncio.TimeoutError)
+# The connection closed before the announced Content-Length arrived.
+_CUT_SHORT = (aiohttp.ClientPayloadError, boto.IncompleteReadError, boto.ResponseStreamingError)
 _TRANSPORT = (boto.BotoCoreError, aiohttp.ClientError, OSError)
 
 
@@ -32,6 +34,8 @@ def _translate(exc: BaseException, key: str) -> EncoreError:
         if code in _NOT_FOUND or (status == 404 and code != "NoSuchBucket"):
             return NotFound(f"{key} is not in the origin bucket", code="origin_not_found")
         return OriginUnavailable(f"origin answered {status} {code}", code="origin_error")
+    if isinstance(exc, _CUT_SHORT):
+        return BadOriginData(f"origin body for {key} ended early", code="origin_truncated")
     if isinstance(exc, _TIMEOUTS):
         return OriginTimeout("origin did not answer in time")
     if isinstance(exc, _TRANSPORT):

@@ -192,7 +192,7 @@ async def _write_body(
         log.warning("aborting %s mid-body: %s (%s)", request.path, exc.message, exc.code)
         if request.transport is not None:
             request.transport.abort()
-        raise StreamAborted from exc
+        raise StreamAborted(response) from exc
 
 
 async def options(request: web.Request) -> web.Response:

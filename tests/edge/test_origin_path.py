@@ -7,9 +7,11 @@ import http.client
 import json
 import os
 import re
+import time
 from collections.abc import Callable
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import TEST_SLICE_BYTES, Catalog
 from tests.support.edge_server import EdgeServer
@@ -28,6 +30,14 @@ def _ranges_asked(proxy: TcpProxy, key_part: str) -> list[tuple[int, int]]:
     return asked
 
 
+def _wait_cached(edge: EdgeServer, path: str, byte_range: str) -> None:
+    """HEAD reports what a GET would read, so it shows when a fill has been committed."""
+    deadline = time.monotonic() + 10
+    while edge.request("HEAD", path, {"Range": byte_range}).header("X-Cache") != "HIT":
+        assert time.monotonic() < deadline, f"{byte_range} never became cached"
+        time.sleep(0.01)
+
+
 def test_cold_range_fetches_only_the_covering_slices(
     catalog: Catalog, proxy: TcpProxy, start_edge: Callable[..., EdgeServer]
 ) -> None:
@@ -44,6 +54,8 @@ def test_cold_range_fetches_only_the_covering_slices(
     assert reply.body == data[10 * SLICE + 5 : 12 * SLICE + 10]
     assert _ranges_asked(proxy, key) == [(10 * SLICE, 13 * SLICE - 1)]
 
+    # The client has its bytes before the edge has read the rest of slice 12; wait for the fill.
+    _wait_cached(edge, path, f"bytes={10 * SLICE}-{13 * SLICE - 1}")
     # Slices 10-12 are cached now: of 9..13 only 9 and 13 are missing, two separate runs.
     proxy.requests.clear()
     reply = edge.get(path, Range=f"bytes={9 * SLICE}-{13 * SLICE + 1}")
@@ -125,6 +137,15 @@ def test_truncated_origin_body_breaks_the_client_connection(
     with pytest.raises(http.client.IncompleteRead):
         response.read()
     conn.close()
+    counted = {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(edge.get("/metrics").body.decode())
+        for sample in family.samples
+    }
+    aborted = (("method", "GET"), ("route", "rendition"), ("status", "aborted"))
+    assert counted[("encore_requests_total", aborted)] == 1
+    cut = (("operation", "get_range"), ("outcome", "error"))
+    assert counted[("encore_origin_requests_total", cut)] >= 1
     # Nothing of the truncated body was committed: with the origin healthy again, the edge
     # fetches and serves the full, correct bytes.
     proxy.faults.truncate_response_at = None
