@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import aiohttp
@@ -53,6 +54,28 @@ def _outcome(exc: EncoreError) -> str:
     return "error"
 
 
+@contextmanager
+def _origin_call(operation: str, key: str) -> Iterator[None]:
+    """Count one origin request by outcome, and turn library failures into edge errors.
+
+    Spans the yields of a streaming read too: a reader that goes away is counted "cancelled".
+    """
+    outcome = "cancelled"
+    try:
+        yield
+        outcome = "ok"
+    except EncoreError as exc:
+        outcome = _outcome(exc)
+        raise
+    except Exception as exc:
+        outcome = "error"
+        error = _translate(exc, key)
+        outcome = _outcome(error)
+        raise error from exc
+    finally:
+        metrics.ORIGIN_REQUESTS.labels(operation, outcome).inc()
+
+
 class Origin:
     """Reads from one bucket through an already-open aiobotocore client.
 
@@ -66,23 +89,12 @@ class Origin:
 
     async def get_small(self, key: str, limit: int) -> bytes:
         """The whole object at ``key``, refused if it is over ``limit`` bytes (manifests)."""
-        outcome = "cancelled"
-        try:
+        with _origin_call("get", key):
             response = await self._client.get_object(Bucket=self._bucket, Key=key)
             async with response["Body"] as body:
                 if int(response.get("ContentLength", 0)) > limit:
                     raise BadOriginData(f"{key} is larger than {limit} bytes")
                 data: bytes = await body.read()
-            outcome = "ok"
-        except EncoreError as exc:
-            outcome = _outcome(exc)
-            raise
-        except Exception as exc:
-            error = _translate(exc, key)
-            outcome = _outcome(error)
-            raise error from exc
-        finally:
-            metrics.ORIGIN_REQUESTS.labels("get", outcome).inc()
         metrics.ORIGIN_BYTES.inc(len(data))
         return data
 
@@ -96,8 +108,7 @@ class Origin:
         """
         expected = end - start + 1
         received = 0
-        outcome = "cancelled"
-        try:
+        with _origin_call("get_range", key):
             response = await self._client.get_object(
                 Bucket=self._bucket, Key=key, Range=f"bytes={start}-{end}"
             )
@@ -119,16 +130,6 @@ class Origin:
                         f"origin body for {key} is longer than {expected} bytes",
                         code="origin_overlong",
                     )
-            outcome = "ok"
-        except EncoreError as exc:
-            outcome = _outcome(exc)
-            raise
-        except Exception as exc:
-            error = _translate(exc, key)
-            outcome = _outcome(error)
-            raise error from exc
-        finally:
-            metrics.ORIGIN_REQUESTS.labels("get_range", outcome).inc()
 
 
 def _check_content_range(
