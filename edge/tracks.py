@@ -137,8 +137,7 @@ async def get_rendition(request: web.Request) -> web.StreamResponse:
 
     await response.prepare(request)
     if request.method == "HEAD" or not parts:
-        metrics.TTFB.labels(plan.cache_status).observe(time.perf_counter() - started)
-        return response
+        return response  # no body, so no first byte to time
     await _write_body(
         request,
         response,
