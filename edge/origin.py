@@ -68,7 +68,7 @@ def _origin_call(operation: str, key: str) -> Iterator[None]:
         outcome = _outcome(exc)
         raise
     except Exception as exc:
-        outcome = "error"
+        outcome = "error"  # stands if _translate re-raises an exception it does not know
         error = _translate(exc, key)
         outcome = _outcome(error)
         raise error from exc

@@ -61,12 +61,13 @@ def parse_range(header: str, size: int) -> list[ByteRange] | None:
                 ranges.append(ByteRange(max(0, size - suffix), size - 1))
             continue
         start = int(first)
-        if last is not None and int(last) < start:
+        end = size - 1 if last is None else int(last)
+        if last is not None and end < start:
             raise RangeNotSatisfiable(
                 f"range {spec!r} ends before it starts", size=size, code="invalid_range"
             )
         if start < size:
-            ranges.append(ByteRange(start, size - 1 if last is None else min(int(last), size - 1)))
+            ranges.append(ByteRange(start, min(end, size - 1)))
     if not ranges:
         raise RangeNotSatisfiable(f"no range overlaps the {size} bytes of this object", size=size)
     return _coalesce(ranges)

@@ -109,31 +109,23 @@ async def get_rendition(request: web.Request) -> web.StreamResponse:
     store = request.app[SLICES]
     obj = StoredObject(rendition.key, rendition.size)
     whole = [ByteRange(0, rendition.size - 1)] if rendition.size else []
-    plan = store.plan(obj, ranges or whole)
+    parts = whole if ranges is None else ranges
+    plan = store.plan(obj, parts)
     headers["X-Cache"] = plan.cache_status
     headers["X-Cache-Tier"] = plan.slowest_tier.label
 
-    response = web.StreamResponse(headers=headers)
-    if ranges is None:
-        parts = whole
-        response.content_type = rendition.content_type
-        response.content_length = rendition.size
-        heads: list[bytes] = [b""] * len(parts)
-        tail = b""
-    elif len(ranges) == 1:
-        parts = ranges
-        response.set_status(206)
-        response.content_type = rendition.content_type
-        response.headers["Content-Range"] = ranges[0].content_range(rendition.size)
-        response.content_length = ranges[0].length
-        heads, tail = [b""], b""
-    else:
-        parts = ranges
-        multipart = ByteRangesBody(ranges, rendition.size, rendition.content_type)
-        response.set_status(206)
+    response = web.StreamResponse(status=200 if ranges is None else 206, headers=headers)
+    heads, tail = [b""] * len(parts), b""
+    if len(parts) > 1:
+        multipart = ByteRangesBody(parts, rendition.size, rendition.content_type)
         response.headers["Content-Type"] = multipart.content_type
         response.content_length = multipart.content_length
         heads, tail = multipart.part_heads, multipart.tail
+    else:
+        response.content_type = rendition.content_type
+        response.content_length = sum(part.length for part in parts)
+        if ranges is not None:
+            response.headers["Content-Range"] = ranges[0].content_range(rendition.size)
 
     await response.prepare(request)
     if request.method == "HEAD" or not parts:
