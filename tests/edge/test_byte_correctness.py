@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import email.parser
-import email.policy
 import os
 import re
 from collections.abc import Iterator
@@ -63,17 +61,10 @@ def _expected_bytes(specs: list[tuple[str, int, int]], size: int) -> set[int] | 
 
 
 def _served(reply: Reply, size: int, data: bytes) -> set[int]:
-    parts: list[tuple[str, bytes]] = []
-    content_type = reply.header("Content-Type") or ""
-    if content_type.startswith("multipart/byteranges"):
-        raw = b"Content-Type: " + content_type.encode() + b"\r\n\r\n" + reply.body
-        message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(raw)
-        for part in message.iter_parts():
-            payload = part.get_payload(decode=True)
-            assert isinstance(payload, bytes)
-            parts.append((str(part["Content-Range"]), payload))
+    if (reply.header("Content-Type") or "").startswith("multipart/byteranges"):
+        parts = reply.multipart_parts()
     else:
-        parts.append((reply.header("Content-Range") or "", reply.body))
+        parts = [(reply.header("Content-Range") or "", reply.body)]
     covered: set[int] = set()
     for content_range, body in parts:
         match = re.fullmatch(r"bytes (\d+)-(\d+)/(\d+)", content_range)

@@ -2,26 +2,11 @@ from __future__ import annotations
 
 import os
 
-from prometheus_client.parser import text_string_to_metric_families
-
 from tests.conftest import Catalog
-from tests.support.edge_server import EdgeServer
+from tests.support.edge_server import EdgeServer, MetricKey
 
 
-def _samples(edge: EdgeServer) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
-    reply = edge.get("/metrics")
-    assert reply.status == 200
-    assert (reply.header("Content-Type") or "").startswith("text/plain")
-    samples = {}
-    for family in text_string_to_metric_families(reply.body.decode()):
-        for sample in family.samples:
-            samples[(sample.name, frozenset(sample.labels.items()))] = sample.value
-    return samples
-
-
-def _value(
-    samples: dict[tuple[str, frozenset[tuple[str, str]]], float], name: str, **labels: str
-) -> float:
+def _value(samples: dict[MetricKey, float], name: str, **labels: str) -> float:
     return samples.get((name, frozenset(labels.items())), 0.0)
 
 
@@ -31,11 +16,11 @@ def test_metrics_count_requests_bytes_by_tier_origin_requests_and_ttfb(
     data = os.urandom(50_000)
     manifest = catalog.publish({"96": data})
     path = f"/v1/tracks/{manifest.track_id}/96"
-    before = _samples(edge)
+    before = edge.metric_samples()
     assert edge.get(path).status == 200  # miss: every byte from the origin
     assert edge.get(path).status == 200  # hit: every byte from memory
     assert edge.get("/v1/tracks/never-published/96").status == 404
-    after = _samples(edge)
+    after = edge.metric_samples()
 
     def delta(name: str, **labels: str) -> float:
         return _value(after, name, **labels) - _value(before, name, **labels)
@@ -53,7 +38,7 @@ def test_metrics_count_requests_bytes_by_tier_origin_requests_and_ttfb(
 
 def test_hostile_methods_do_not_grow_label_sets(edge: EdgeServer) -> None:
     edge.request("PROPFIND", "/v1/tracks/x/96")
-    samples = _samples(edge)
+    samples = edge.metric_samples()
     methods = {
         dict(labels).get("method") for name, labels in samples if name == "encore_requests_total"
     }

@@ -6,11 +6,14 @@ Tests talk to it over real TCP with http.client, which sends paths and headers v
 from __future__ import annotations
 
 import asyncio
+import email.parser
+import email.policy
 import http.client
 import threading
 from dataclasses import dataclass
 
 from aiohttp import web
+from prometheus_client.parser import text_string_to_metric_families
 
 from edge.app import create_app
 from edge.settings import Settings
@@ -24,6 +27,22 @@ class Reply:
 
     def header(self, name: str) -> str | None:
         return self.headers.get(name)
+
+    def multipart_parts(self) -> list[tuple[str, bytes]]:
+        """(Content-Range, payload) of each part of a multipart/byteranges body."""
+        content_type = self.header("Content-Type") or ""
+        assert content_type.startswith("multipart/byteranges; boundary="), content_type
+        raw = b"Content-Type: " + content_type.encode() + b"\r\n\r\n" + self.body
+        message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(raw)
+        parts = []
+        for part in message.iter_parts():
+            payload = part.get_payload(decode=True)
+            assert isinstance(payload, bytes)
+            parts.append((str(part["Content-Range"]), payload))
+        return parts
+
+
+MetricKey = tuple[str, frozenset[tuple[str, str]]]
 
 
 class EdgeServer:
@@ -81,6 +100,17 @@ class EdgeServer:
             return Reply(response.status, response.headers, body)
         finally:
             conn.close()
+
+    def metric_samples(self) -> dict[MetricKey, float]:
+        """Every sample on /metrics, keyed by (name, frozenset of label pairs)."""
+        reply = self.get("/metrics")
+        assert reply.status == 200
+        assert (reply.header("Content-Type") or "").startswith("text/plain")
+        return {
+            (sample.name, frozenset(sample.labels.items())): sample.value
+            for family in text_string_to_metric_families(reply.body.decode())
+            for sample in family.samples
+        }
 
     def get(self, path: str, **headers: str) -> Reply:
         return self.request("GET", path, {k.replace("_", "-"): v for k, v in headers.items()})
