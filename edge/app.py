@@ -38,7 +38,9 @@ async def _origin_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     async with open_s3_client(settings.origin) as client:
         origin = Origin(client, settings.origin.bucket)
-        app[tracks.MANIFESTS] = ManifestStore(origin, settings.edge.manifest_ttl_s)
+        app[tracks.MANIFESTS] = ManifestStore(
+            origin, settings.edge.manifest_ttl_s, settings.edge.manifest_cache_bytes
+        )
         app[tracks.SLICES] = SliceStore(
             origin, MemoryTier(settings.cache.memory_bytes), settings.cache.slice_bytes
         )

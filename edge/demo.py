@@ -9,10 +9,13 @@ from pathlib import Path
 
 from edge.server import serve
 from edge.settings import Settings, load_settings
+from origin.catalog import list_manifests
 from origin.demo_catalog import make_demo_catalog
 from origin.ffmpeg import FfmpegError
 from origin.local_s3 import LocalS3, LocalS3Error
+from origin.manifest import Manifest
 from origin.s3 import open_s3_client
+from origin.transcode import SourceError
 
 BUCKET = "audio"
 
@@ -22,18 +25,25 @@ class DemoError(Exception):
 
 
 async def _ensure_catalog(settings: Settings, tracks: int) -> list[str]:
+    """The demo tracks, ingesting them unless a valid catalogue is already there."""
     async with open_s3_client(settings.origin) as client:
-        listing = await client.list_objects_v2(Bucket=BUCKET, Prefix="tracks/")
         existing = sorted(
-            item["Key"].split("/")[1]
-            for item in listing.get("Contents", [])
-            if item["Key"].endswith("/manifest.json")
+            track_id
+            for track_id, manifest in await list_manifests(client, BUCKET)
+            if isinstance(manifest, Manifest)
         )
         if len(existing) >= tracks:
             return existing[:tracks]
-        print(f"generating and publishing {tracks} demo tracks with ffmpeg ...", flush=True)
-        manifests = await make_demo_catalog(client, BUCKET, tracks=tracks)
-        return [m.track_id for m in manifests]
+        print(f"generating and ingesting {tracks} demo tracks with ffmpeg ...", flush=True)
+        results = await make_demo_catalog(
+            client,
+            BUCKET,
+            tracks=tracks,
+            ladder=settings.ingest.ladder,
+            part_bytes=settings.ingest.part_bytes,
+            say=lambda line: print(f"  {line}", flush=True),
+        )
+        return [result.manifest.track_id for result in results]
 
 
 def run_demo(*, port: int, tracks: int, data_dir: Path) -> None:
@@ -58,7 +68,7 @@ def run_demo(*, port: int, tracks: int, data_dir: Path) -> None:
         )
         try:
             track_ids = asyncio.run(_ensure_catalog(settings, tracks))
-        except FfmpegError as exc:
+        except (FfmpegError, SourceError) as exc:
             raise DemoError(f"ffmpeg failed: {exc}") from None
         edge = f"http://127.0.0.1:{port}"
         print(f"\nS3 origin: {s3.endpoint_url} (bucket {BUCKET!r}, data in {s3.data_dir})")
@@ -68,6 +78,7 @@ def run_demo(*, port: int, tracks: int, data_dir: Path) -> None:
         print(f"  curl -sI {edge}/v1/tracks/{first}/160")
         print(f"  curl -s -H 'Range: bytes=0-99' {edge}/v1/tracks/{first}/160 | xxd | head")
         print(f"  ffplay {edge}/v1/tracks/{first}/320")
+        print(f"  ffmpeg -ss 20 -i {edge}/v1/tracks/{first}/160 -t 5 clip.wav   # a seek")
         print(f"  curl -s {edge}/metrics | grep ^encore_")
         print("Tracks: " + ", ".join(track_ids) + "\n", flush=True)
         serve(settings, print_urls=False)

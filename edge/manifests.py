@@ -1,6 +1,8 @@
 """Manifests read from the origin, parsed once and kept for ``edge.manifest_ttl_s``.
 
-Concurrent requests for the same uncached manifest share one origin GET.
+The cache is bounded in bytes (``edge.manifest_cache_bytes``): a manifest with long seek
+tables weighs more than a short one. Concurrent requests for the same uncached manifest share
+one origin GET.
 """
 
 from __future__ import annotations
@@ -18,15 +20,17 @@ from origin.manifest import MAX_MANIFEST_BYTES, Manifest, ManifestError, parse_m
 
 log = logging.getLogger(__name__)
 
-MAX_CACHED_MANIFESTS = 100_000
+
+def _footprint(manifest: Manifest) -> int:
+    return manifest.footprint
 
 
 class ManifestStore:
-    def __init__(self, origin: Origin, ttl_s: float) -> None:
+    def __init__(self, origin: Origin, ttl_s: float, max_bytes: int) -> None:
         self._origin = origin
-        self._ttl_s = ttl_s
+        self._ttl_s = ttl_s if max_bytes > 0 else 0
         self._cache: TTLCache[str, Manifest] = TTLCache(
-            maxsize=MAX_CACHED_MANIFESTS, ttl=max(ttl_s, 0.001)
+            maxsize=max(max_bytes, 1), ttl=max(ttl_s, 0.001), getsizeof=_footprint
         )
         self._in_flight: dict[str, asyncio.Task[Manifest]] = {}
 
@@ -60,7 +64,7 @@ class ManifestStore:
             raise BadOriginData(
                 f"the manifest of track {track_id!r} is invalid", code="bad_manifest"
             ) from None
-        if self._ttl_s > 0:
+        if self._ttl_s > 0 and manifest.footprint <= self._cache.maxsize:
             self._cache[track_id] = manifest
         return manifest
 

@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from edge.sizes import parse_size
+from origin.ladder import DEFAULT_LADDER, Rung, parse_ladder
+from origin.manifest_schema import is_region
 
 ENV_PREFIX = "ENCORE_"
 
@@ -124,7 +126,21 @@ def _string_table(value: object) -> Mapping[str, str]:
     return dict(value)
 
 
-_REGION = r"[A-Z]{2}"
+def _region(value: object) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"expected a string, got {value!r}")
+    if value and not is_region(value):
+        raise ValueError(f"{value!r} is not an ISO 3166-1 alpha-2 code such as SE")
+    return value
+
+
+def _ladder(value: object) -> tuple[Rung, ...]:
+    value = _structured(value)
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ValueError(f'expected a list of rungs such as ["vorbis:96"], got {value!r}')
+    return parse_ladder(value)
+
+
 _HOST = r"[A-Za-z0-9.:\-\[\]]+"
 
 
@@ -162,12 +178,13 @@ class CacheSettings:
 
 @dataclass(frozen=True, slots=True)
 class EdgeSettings:
-    region: str = _setting("", _text(f"({_REGION})?", "an ISO 3166-1 alpha-2 code such as SE"))
+    region: str = _setting("", _region)
     client_region_header: str = _setting(
         "X-Client-Region", _text(r"[A-Za-z0-9\-]+", "an HTTP header name")
     )
     trusted_proxies: tuple[str, ...] = _setting(("127.0.0.0/8",), _cidr_list)
     manifest_ttl_s: float = _setting(60.0, _seconds(0, 86_400))
+    manifest_cache_bytes: int = _setting(64 * 1024**2, _size(0, 2**40))
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,6 +200,13 @@ class AdminSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class IngestSettings:
+    ladder: tuple[Rung, ...] = _setting(parse_ladder(DEFAULT_LADDER), _ladder)
+    # S3 takes parts of 5 MiB to 5 GiB; objects larger than one part use multipart upload.
+    part_bytes: int = _setting(16 * 1024**2, _size(5 * 1024**2, 5 * 1024**3))
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     server: ServerSettings = field(default_factory=ServerSettings)
     origin: OriginSettings = field(default_factory=OriginSettings)
@@ -190,6 +214,7 @@ class Settings:
     edge: EdgeSettings = field(default_factory=EdgeSettings)
     auth: AuthSettings = field(default_factory=AuthSettings)
     admin: AdminSettings = field(default_factory=AdminSettings)
+    ingest: IngestSettings = field(default_factory=IngestSettings)
 
     def check_serving(self) -> None:
         """Keys that only an edge node that serves traffic must have."""
@@ -206,6 +231,7 @@ _SECTIONS: dict[str, type[Any]] = {
     "edge": EdgeSettings,
     "auth": AuthSettings,
     "admin": AdminSettings,
+    "ingest": IngestSettings,
 }
 
 

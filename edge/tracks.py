@@ -44,8 +44,10 @@ def _ids(request: web.Request) -> tuple[str, str | None]:
 
 
 def client_view(manifest: Manifest) -> dict[str, Any]:
-    """What a player needs from the manifest; bucket keys and hashes stay inside."""
-    renditions = sorted(manifest.renditions.values(), key=lambda r: (r.bitrate_kbps, r.name))
+    """What a player needs from the manifest; bucket keys, hashes and the licence stay inside."""
+    renditions = sorted(
+        manifest.renditions.values(), key=lambda r: (r.codec, r.bitrate_kbps, r.name)
+    )
     return {
         "track_id": manifest.track_id,
         "title": manifest.title,
@@ -58,7 +60,12 @@ def client_view(manifest: Manifest) -> dict[str, Any]:
                 "content_type": r.content_type,
                 "codec": r.codec,
                 "bitrate_kbps": r.bitrate_kbps,
+                "measured_kbps": r.measured_kbps,
                 "size": r.size,
+                "sample_rate": r.sample_rate,
+                "channels": r.channels,
+                "duration_s": r.duration_s,
+                "seek_table": r.seek_table.to_doc(),
             }
             for r in renditions
         ],
@@ -122,7 +129,7 @@ async def get_rendition(request: web.Request) -> web.StreamResponse:
         response.content_length = multipart.content_length
         heads, tail = multipart.part_heads, multipart.tail
     else:
-        response.content_type = rendition.content_type
+        response.headers["Content-Type"] = rendition.content_type
         response.content_length = sum(part.length for part in parts)
         if ranges is not None:
             response.headers["Content-Range"] = ranges[0].content_range(rendition.size)

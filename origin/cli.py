@@ -1,102 +1,325 @@
-"""``encore-origin``: fill and inspect the origin bucket."""
+"""``encore-origin``: ingest audio into the origin bucket and manage the catalogue there."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import json
+import re
 import sys
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, NoReturn
 
 from botocore.exceptions import BotoCoreError, ClientError
 
 from edge.settings import ConfigError, Settings, load_settings
 from edge.sizes import format_size
 from origin import layout
+from origin.catalog import (
+    BucketUnusable,
+    TrackNotFound,
+    check_bucket,
+    list_manifests,
+    read_manifest,
+    relicense,
+    remove_track,
+)
 from origin.demo_catalog import make_demo_catalog
 from origin.ffmpeg import FfmpegError
-from origin.manifest import MAX_MANIFEST_BYTES, ManifestError, parse_manifest
+from origin.ingest import IngestJob, IngestResult, ingest
+from origin.ladder import parse_ladder
+from origin.license import KEEP, License, LicenseChange, parse_instant, parse_regions
+from origin.manifest import Manifest, ManifestError
 from origin.s3 import open_s3_client
+from origin.transcode import SourceError
+
+UPLOAD_ATTEMPTS = 3  # a batch tool can afford to retry a dropped request
 
 
 class CliError(Exception):
     """One readable line for the operator; exit status 1."""
 
 
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        # One line, like every other error of this tool; --help has the usage.
+        self.exit(2, f"{self.prog}: {message}\n")
+
+
+def _argument(convert: Callable[[str], Any]) -> Callable[[str], Any]:
+    """An argparse type whose ValueError message reaches the user unchanged."""
+
+    def parse(text: str) -> Any:
+        try:
+            return convert(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    parse.__name__ = convert.__name__
+    return parse
+
+
+def _track_id(text: str) -> str:
+    layout.track_prefix(text)  # raises ValueError with the rule
+    return text
+
+
+def _durations(text: str) -> tuple[int, int]:
+    match = re.fullmatch(r"(\d+)-(\d+)", text)
+    if match is None or not 1 <= int(match[1]) <= int(match[2]) <= 3600:
+        raise ValueError(f"{text!r}: expected MIN-MAX seconds within 1-3600, such as 30-300")
+    return int(match[1]), int(match[2])
+
+
+def _add_license_options(parser: argparse.ArgumentParser) -> None:
+    regions = _argument(parse_regions)
+    instant = _argument(parse_instant)
+    parser.add_argument(
+        "--allow",
+        type=regions,
+        default=KEEP,
+        metavar="SE,NO,...",
+        help="regions where the track may play (ISO 3166-1 alpha-2, or *)",
+    )
+    parser.add_argument(
+        "--deny",
+        type=regions,
+        default=KEEP,
+        metavar="US,...",
+        help="regions where it may not, even if allowed (deny wins)",
+    )
+    parser.add_argument(
+        "--not-before",
+        type=instant,
+        default=KEEP,
+        metavar="ISO",
+        help="not served before this date or time (UTC unless given); none clears",
+    )
+    parser.add_argument("--not-after", type=instant, default=KEEP, metavar="ISO",
+                        help="not served after this date or time; none clears")  # fmt: skip
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="encore-origin", description=__doc__)
-    parser.add_argument("--config", help="edge TOML config; its [origin] section is used")
-    commands = parser.add_subparsers(dest="command", required=True)
-    demo = commands.add_parser("demo-catalog", help="generate and publish synthetic tracks")
+    parser = _Parser(prog="encore-origin", description=__doc__)
+    parser.add_argument("--config", help="edge TOML config; its [origin] and [ingest] are used")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    ingest_cmd = commands.add_parser(
+        "ingest", help="transcode a file into the ladder and publish it"
+    )
+    ingest_cmd.add_argument("source", type=Path, metavar="AUDIO_FILE")
+    ingest_cmd.add_argument("--track-id", required=True, type=_argument(_track_id))
+    ingest_cmd.add_argument("--title", help="default: the file's title tag, else its name")
+    ingest_cmd.add_argument("--artist", help="default: the file's artist tag")
+    _add_license_options(ingest_cmd)
+    ingest_cmd.add_argument(
+        "--ladder",
+        type=_argument(lambda s: parse_ladder(s.split(","))),
+        help="rungs such as vorbis:96,vorbis:160,opus:64 (default: ingest.ladder)",
+    )
+    ingest_cmd.add_argument(
+        "--prune",
+        action="store_true",
+        help="after publishing, delete audio of this track that the manifest no longer uses",
+    )
+
+    license_cmd = commands.add_parser("license", help="change a track's licence (manifest only)")
+    license_cmd.add_argument("track_id", type=_argument(_track_id), metavar="TRACK_ID")
+    _add_license_options(license_cmd)
+
+    ls_cmd = commands.add_parser("ls", help="list published tracks")
+    ls_cmd.add_argument("--json", action="store_true", help="one JSON document for scripts")
+    show_cmd = commands.add_parser("show", help="print a track's manifest")
+    show_cmd.add_argument("track_id", type=_argument(_track_id), metavar="TRACK_ID")
+    rm_cmd = commands.add_parser("rm", help="unpublish a track and delete its objects")
+    rm_cmd.add_argument("track_id", type=_argument(_track_id), metavar="TRACK_ID")
+
+    demo = commands.add_parser("demo-catalog", help="generate and ingest synthetic tracks")
     demo.add_argument("--tracks", type=int, default=3, help="how many tracks (default 3)")
     demo.add_argument("--seed", type=int, default=1, help="random seed (default 1)")
-    commands.add_parser("ls", help="list published tracks")
+    demo.add_argument(
+        "--durations",
+        type=_argument(_durations),
+        default=(30, 300),
+        metavar="MIN-MAX",
+        help="track lengths in seconds (default 30-300)",
+    )
     return parser
 
 
-async def _list(settings: Settings) -> None:
-    bucket = settings.origin.bucket
-    async with open_s3_client(settings.origin) as client:
-        paginator = client.get_paginator("list_objects_v2")
-        rows: list[tuple[str, str, str, str]] = []
-        async for page in paginator.paginate(Bucket=bucket, Prefix=layout.TRACKS_PREFIX):
-            for item in page.get("Contents", []):
-                key: str = item["Key"]
-                if not key.endswith("/manifest.json"):
-                    continue
-                track_id = key[len(layout.TRACKS_PREFIX) : -len("/manifest.json")]
-                response = await client.get_object(Bucket=bucket, Key=key)
-                async with response["Body"] as body:
-                    raw = await body.read()
-                try:
-                    manifest = parse_manifest(raw[: MAX_MANIFEST_BYTES + 1], track_id)
-                except ManifestError as exc:
-                    rows.append((track_id, f"INVALID MANIFEST: {exc}", "", ""))
-                    continue
-                names = ",".join(sorted(manifest.renditions, key=lambda n: (len(n), n)))
-                size = sum(r.size for r in manifest.renditions.values())
-                rows.append((track_id, manifest.title, names, format_size(size)))
-    print(f"{'TRACK':<20} {'TITLE':<30} {'RENDITIONS':<16} SIZE")
-    for row in rows:
-        print(f"{row[0]:<20} {row[1]:<30} {row[2]:<16} {row[3]}")
+def _license_change(args: argparse.Namespace) -> LicenseChange:
+    return LicenseChange(args.allow, args.deny, args.not_before, args.not_after)
 
 
-async def _demo_catalog(settings: Settings, tracks: int, seed: int) -> None:
-    if not 1 <= tracks <= 10_000:
+def _describe_license(license: License | None) -> str:
+    return "none (served nowhere)" if license is None else license.describe()
+
+
+def _say(line: str) -> None:
+    print(line, flush=True)
+
+
+def _report(result: IngestResult) -> None:
+    manifest = result.manifest
+    verb = "unchanged" if result.unchanged else "published"
+    _say(
+        f"{verb} {manifest.track_id}: {manifest.title!r} by {manifest.artist or '-'}, "
+        f"{manifest.duration_s:.1f} s; licence {_describe_license(manifest.license)}"
+    )
+    for r in manifest.renditions.values():
+        state = "uploaded" if r.key in result.uploaded else "already there"
+        _say(
+            f"  {r.name:<8} {r.codec:<6} {r.bitrate_kbps:>4} kbps (measured {r.measured_kbps:.1f})"
+            f"  {format_size(r.size):>9}  {len(r.seek_table)} seek points  {state}"
+        )
+    for key in result.pruned:
+        _say(f"  pruned {key}")
+
+
+async def _ingest(client: Any, settings: Settings, args: argparse.Namespace) -> None:
+    job = IngestJob(
+        source=args.source,
+        track_id=args.track_id,
+        title=args.title,
+        artist=args.artist,
+        license=_license_change(args),
+        prune=args.prune,
+    )
+    result = await ingest(
+        client,
+        settings.origin.bucket,
+        job,
+        ladder=args.ladder or settings.ingest.ladder,
+        part_bytes=settings.ingest.part_bytes,
+        say=_say,
+    )
+    _report(result)
+
+
+async def _license(client: Any, settings: Settings, args: argparse.Namespace) -> None:
+    change = _license_change(args)
+    if change.is_empty:
+        raise CliError("nothing to change: give --allow, --deny, --not-before or --not-after")
+    manifest = await relicense(client, settings.origin.bucket, args.track_id, change)
+    _say(f"{manifest.track_id}: licence {_describe_license(manifest.license)}")
+
+
+def _summary(track_id: str, manifest: Manifest) -> dict[str, Any]:
+    return {
+        "track_id": track_id,
+        "title": manifest.title,
+        "artist": manifest.artist,
+        "duration_s": manifest.duration_s,
+        "renditions": {
+            name: {"codec": r.codec, "bitrate_kbps": r.bitrate_kbps, "size": r.size}
+            for name, r in manifest.renditions.items()
+        },
+        "size": sum(r.size for r in manifest.renditions.values()),
+        "license": None if manifest.license is None else manifest.license.to_doc(),
+    }
+
+
+async def _list(client: Any, settings: Settings, args: argparse.Namespace) -> None:
+    await check_bucket(client, settings.origin.bucket)
+    entries = await list_manifests(client, settings.origin.bucket)
+    if args.json:
+        tracks = []
+        for track_id, found in entries:
+            if isinstance(found, Manifest):
+                tracks.append(_summary(track_id, found))
+            else:
+                tracks.append({"track_id": track_id, "error": str(found or "manifest vanished")})
+        _say(json.dumps({"tracks": tracks}, indent=2))
+        return
+    _say(f"{'TRACK':<20} {'TITLE':<24} {'RENDITIONS':<16} {'SIZE':>9}  LICENCE")
+    for track_id, found in entries:
+        if not isinstance(found, Manifest):
+            _say(f"{track_id:<20} INVALID MANIFEST: {found or 'vanished while listing'}")
+            continue
+        names = ",".join(sorted(found.renditions, key=lambda n: (len(n), n)))
+        size = format_size(sum(r.size for r in found.renditions.values()))
+        _say(
+            f"{track_id:<20} {found.title[:24]:<24} {names:<16} {size:>9}  "
+            f"{_describe_license(found.license)}"
+        )
+
+
+async def _show(client: Any, settings: Settings, args: argparse.Namespace) -> None:
+    manifest = await read_manifest(client, settings.origin.bucket, args.track_id)
+    if manifest is None:
+        raise TrackNotFound(f"track {args.track_id!r} is not published")
+    _say(json.dumps(manifest.to_doc(), indent=2))
+
+
+async def _remove(client: Any, settings: Settings, args: argparse.Namespace) -> None:
+    removed = await remove_track(client, settings.origin.bucket, args.track_id)
+    _say(f"removed {args.track_id}: {len(removed)} objects")
+
+
+async def _demo_catalog(client: Any, settings: Settings, args: argparse.Namespace) -> None:
+    if not 1 <= args.tracks <= 10_000:
         raise CliError("--tracks must be between 1 and 10000")
-    async with open_s3_client(settings.origin) as client:
-        for manifest in await make_demo_catalog(
-            client, settings.origin.bucket, tracks=tracks, seed=seed
-        ):
-            print(
-                json.dumps(
-                    {"published": manifest.track_id, "renditions": list(manifest.renditions)}
-                )
-            )
+    await check_bucket(client, settings.origin.bucket)
+    results = await make_demo_catalog(
+        client,
+        settings.origin.bucket,
+        tracks=args.tracks,
+        ladder=settings.ingest.ladder,
+        part_bytes=settings.ingest.part_bytes,
+        seed=args.seed,
+        durations=args.durations,
+    )
+    for result in results:
+        _report(result)
+
+
+_COMMANDS = {
+    "ingest": _ingest,
+    "license": _license,
+    "ls": _list,
+    "show": _show,
+    "rm": _remove,
+    "demo-catalog": _demo_catalog,
+}
+
+
+async def _run(settings: Settings, args: argparse.Namespace) -> None:
+    async with open_s3_client(settings.origin, retries=UPLOAD_ATTEMPTS) as client:
+        await _COMMANDS[args.command](client, settings, args)
+
+
+def _error_line(exc: BaseException) -> str:
+    if isinstance(exc, ClientError):
+        error = exc.response.get("Error", {})
+        return f"origin refused: {error.get('Code')} {error.get('Message', '')}".strip()
+    if isinstance(exc, BotoCoreError):
+        return f"origin unreachable: {exc}"
+    if isinstance(exc, ManifestError):
+        return f"invalid manifest: {exc}"
+    return str(exc)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         settings = load_settings(args.config)
-        work: Any
-        if args.command == "ls":
-            work = _list(settings)
-        else:
-            work = _demo_catalog(settings, args.tracks, args.seed)
-        asyncio.run(work)
-    except (ConfigError, CliError, FfmpegError) as exc:
-        print(f"encore-origin: {exc}", file=sys.stderr)
-        return 1
-    except ClientError as exc:
-        error = exc.response.get("Error", {})
-        print(
-            f"encore-origin: origin refused: {error.get('Code')} {error.get('Message', '')}",
-            file=sys.stderr,
-        )
-        return 1
-    except BotoCoreError as exc:
-        print(f"encore-origin: origin unreachable: {exc}", file=sys.stderr)
+        asyncio.run(_run(settings, args))
+    except KeyboardInterrupt:
+        print("encore-origin: interrupted", file=sys.stderr)
+        return 130
+    except (
+        ConfigError,
+        CliError,
+        SourceError,
+        FfmpegError,
+        ManifestError,
+        TrackNotFound,
+        BucketUnusable,
+        ClientError,
+        BotoCoreError,
+        ValueError,
+    ) as exc:
+        print(f"encore-origin: {_error_line(exc)}", file=sys.stderr)
         return 1
     return 0

@@ -20,10 +20,12 @@ from urllib.parse import urlsplit
 import pytest
 
 from edge.settings import Settings, load_settings
+from origin.license import License
 from origin.local_s3 import LocalS3
 from origin.manifest import Manifest
-from origin.publish import EncodedRendition, publish_track
+from origin.publish import RenditionFile, TrackInfo, publish_track
 from origin.s3 import open_s3_client
+from origin.seek_table import SeekTable
 from tests.support.edge_server import EdgeServer
 from tests.support.tcp_proxy import TcpProxy
 
@@ -102,35 +104,38 @@ class Catalog:
     def publish(
         self, renditions: dict[str, bytes], track_id: str | None = None, via: str | None = None
     ) -> Manifest:
-        """Publish ``renditions`` under ``track_id``; ``via`` names another endpoint (a proxy)."""
+        """Publish ``renditions`` under ``track_id``; ``via`` names another endpoint (a proxy).
+
+        The bytes are arbitrary (not Ogg), so each gets a one-point seek table at offset 0.
+        """
         track_id = track_id or f"t-{uuid.uuid4().hex[:12]}"
-        encoded = []
+        files = []
         for name, data in renditions.items():
             path = self.workdir / f"{track_id}-{name}.ogg"
             path.write_bytes(data)
-            encoded.append(
-                EncodedRendition(
+            files.append(
+                RenditionFile(
                     name=name,
                     path=path,
                     codec="vorbis",
-                    content_type="audio/ogg",
+                    content_type="audio/ogg; codecs=vorbis",
                     extension="ogg",
                     bitrate_kbps=int(name) if name.isdigit() else 128,
+                    sample_rate=44_100,
+                    channels=2,
+                    duration_s=10.0,
+                    seek_table=SeekTable.from_points(0, [(0.0, 0)] if data else []),
                 )
             )
+        track = TrackInfo(track_id, "Test", "Tests", License(allow=("*",)))
 
         async def run() -> Manifest:
             settings = make_settings(via or self.s3.endpoint_url, self.s3.bucket)
             async with open_s3_client(settings.origin) as client:
-                return await publish_track(
-                    client,
-                    self.s3.bucket,
-                    track_id=track_id,
-                    title="Test",
-                    artist="Tests",
-                    duration_s=1.0,
-                    renditions=encoded,
+                result = await publish_track(
+                    client, self.s3.bucket, track, files, part_bytes=settings.ingest.part_bytes
                 )
+                return result.manifest
 
         return asyncio.run(run())
 
