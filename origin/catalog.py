@@ -57,7 +57,10 @@ async def read_manifest(client: Any, bucket: str, track_id: str) -> Manifest | N
             return None
         raise
     async with response["Body"] as body:
-        raw = await body.read(MAX_MANIFEST_BYTES + 1)
+        size = int(response.get("ContentLength", 0))
+        if size > MAX_MANIFEST_BYTES:
+            raise ManifestError(f"manifest is {size} bytes, more than {MAX_MANIFEST_BYTES}")
+        raw = await body.read()
     return parse_manifest(raw, track_id)
 
 

@@ -284,7 +284,18 @@ _COMMANDS = {
 }
 
 
+def _quiet_about_dropped_connections(
+    loop: asyncio.AbstractEventLoop, context: dict[str, Any]
+) -> None:
+    # When the server goes away mid-request, aiohttp leaves a task whose "exception was never
+    # retrieved"; botocore has already raised the same failure, and main() reports it once.
+    if isinstance(context.get("exception"), ConnectionError):
+        return
+    loop.default_exception_handler(context)
+
+
 async def _run(settings: Settings, args: argparse.Namespace) -> None:
+    asyncio.get_running_loop().set_exception_handler(_quiet_about_dropped_connections)
     async with open_s3_client(settings.origin, retries=UPLOAD_ATTEMPTS) as client:
         await _COMMANDS[args.command](client, settings, args)
 

@@ -20,7 +20,7 @@ from origin.ladder import Rung
 from origin.license import LicenseChange
 from origin.manifest import Manifest, ManifestError
 from origin.publish import TrackInfo, publish_track
-from origin.transcode import SourceError, read_tags, transcode
+from origin.transcode import SourceError, probe_source, transcode
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,7 +64,7 @@ async def ingest(
 ) -> IngestResult:
     layout.track_prefix(job.track_id)  # ValueError on a bad id, before any work
     check_source(job.source)
-    tags = await read_tags(job.source)
+    tags = await probe_source(job.source)
     await check_bucket(client, bucket)
     try:
         previous = await read_manifest(client, bucket, job.track_id)

@@ -61,7 +61,7 @@ CODECS = {
     )
 }
 
-_RUNG = re.compile(r"(?:(?P<name>[^=]+)=)?(?P<codec>[a-z]+):(?P<kbps>\d{1,4})")
+_RUNG = re.compile(r"(?:(?P<name>[^=]+)=)?(?P<codec>[a-z0-9]+):(?P<kbps>\d{1,4})")
 
 
 @dataclass(frozen=True, slots=True)

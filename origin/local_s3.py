@@ -110,6 +110,13 @@ class LocalS3:
             process.kill()
             process.wait()
 
+    def kill(self) -> None:
+        """Stop at once, as a crash would: no graceful shutdown, requests in flight are cut."""
+        process, self._process = self._process, None
+        if process is not None and process.poll() is None:
+            process.kill()
+            process.wait()
+
     @property
     def running(self) -> bool:
         return self._process is not None and self._process.poll() is None

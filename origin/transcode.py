@@ -24,12 +24,17 @@ class SourceError(ValueError):
     """The source file cannot be ingested; the message says why, in one line."""
 
 
-async def read_tags(source: Path) -> dict[str, str]:
-    """The source's global tags (title, artist, ...); SourceError if it has no readable audio."""
+PROBE_SECONDS = 2
+
+
+async def probe_source(source: Path) -> dict[str, str]:
+    """The source's global tags (title, artist, ...), after decoding its first seconds of audio:
+    SourceError, in one line, if there is no audio ffmpeg can decode."""
     try:
         out = await run_ffmpeg(
-            "-i", str(source), "-map", "0:a:0", "-c", "copy", "-f", "ffmetadata", "-"
-        )
+            "-xerror", "-i", str(source), "-map", "0:a:0", "-t", str(PROBE_SECONDS),
+            "-c:a", "pcm_s16le", "-f", "ffmetadata", "-",
+        )  # fmt: skip
     except FfmpegError as exc:
         raise SourceError(_describe(source, exc)) from None
     return _parse_ffmetadata(out.decode(errors="replace"))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 
 import pytest
@@ -280,11 +281,17 @@ def test_wrong_method_is_a_json_405(edge: EdgeServer, track: tuple[str, bytes]) 
     assert "GET" in (reply.header("Allow") or "")
 
 
-def test_invalid_manifest_is_a_502(edge: EdgeServer, catalog: Catalog) -> None:
+def test_invalid_manifest_is_a_502_with_a_clear_log_line(
+    edge: EdgeServer, catalog: Catalog, caplog: pytest.LogCaptureFixture
+) -> None:
     catalog.put_raw("tracks/broken-manifest/manifest.json", b'{"schema": 1, "track_id": 7}')
-    reply = edge.get("/v1/tracks/broken-manifest/160")
+    with caplog.at_level(logging.ERROR, logger="edge.manifests"):
+        reply = edge.get("/v1/tracks/broken-manifest/160")
     assert reply.status == 502
     assert _error(reply) == "bad_manifest"
+    assert [r.getMessage() for r in caplog.records] == [
+        "rejecting manifest of track broken-manifest: manifest: 'title' is a required property"
+    ]
 
 
 def test_health_and_readiness(edge: EdgeServer) -> None:

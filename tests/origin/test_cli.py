@@ -1,54 +1,56 @@
-"""``encore-origin`` as an operator runs it, against the real S3 server and real ffmpeg."""
+"""``encore-origin`` as a whole: the demo catalogue, and errors that are one line each."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
+import json
 
-from tests.conftest import S3Target
+from tests.origin.conftest import OriginCli, one_error_line
 
 
-def _origin(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "origin", *args],
-        capture_output=True,
-        text=True,
-        timeout=180,
-        env={**os.environ, **env},
-        check=False,
+def test_demo_catalog_ingests_distinct_tracks_with_a_spread_of_licences(
+    origin_cli: OriginCli,
+) -> None:
+    made = origin_cli("demo-catalog", "--tracks", "3", "--seed", "7", "--durations", "3-6")
+    assert made.returncode == 0, made.stderr
+    for n in (1, 2, 3):
+        assert f"published demo-00{n}" in made.stdout
+    listed = json.loads(origin_cli("ls", "--json").stdout)
+    demo = {t["track_id"]: t for t in listed["tracks"] if t["track_id"].startswith("demo-")}
+    assert set(demo) == {"demo-001", "demo-002", "demo-003"}
+    manifests = [origin_cli.manifest(track_id) for track_id in sorted(demo)]
+    assert len({m.renditions["320"].sha256 for m in manifests}) == 3  # distinct audio
+    assert all(3 <= m.duration_s <= 6.05 for m in manifests)
+    licences = [m.license for m in manifests]
+    assert all(licence is not None for licence in licences)
+    assert len(set(licences)) == 3
+    assert licences[0] is not None
+    assert licences[0].allow == ("*",)  # the first plays everywhere, for the demo's first URL
+
+
+def test_demo_catalog_checks_its_arguments(origin_cli: OriginCli) -> None:
+    assert "--tracks must be between 1 and 10000" in one_error_line(
+        origin_cli("demo-catalog", "--tracks", "0")
+    )
+    assert "expected MIN-MAX seconds" in one_error_line(
+        origin_cli("demo-catalog", "--durations", "300-30")
     )
 
 
-def test_demo_catalog_publishes_tracks_that_ls_lists(s3: S3Target) -> None:
-    env = {"ENCORE_ORIGIN__ENDPOINT_URL": s3.endpoint_url, "ENCORE_ORIGIN__BUCKET": s3.bucket}
-    made = _origin("demo-catalog", "--tracks", "1", "--seed", "7", **env)
-    assert made.returncode == 0, made.stderr
-    assert '"published": "demo-001"' in made.stdout
-    listed = _origin("ls", **env)
-    assert listed.returncode == 0, listed.stderr
-    row = next(line for line in listed.stdout.splitlines() if line.startswith("demo-001"))
-    assert "Demo tone 1" in row
-    assert "96,160,320" in row
-
-
-def test_errors_are_one_line_and_non_zero(s3: S3Target) -> None:
-    unreachable = _origin(
+def test_errors_are_one_line_and_non_zero(origin_cli: OriginCli) -> None:
+    unreachable = origin_cli(
         "ls",
         ENCORE_ORIGIN__ENDPOINT_URL="http://127.0.0.1:9",
         ENCORE_ORIGIN__CONNECT_TIMEOUT_S="0.5",
     )
+    assert one_error_line(unreachable).startswith("encore-origin: origin unreachable:")
     assert unreachable.returncode == 1
-    assert unreachable.stderr.startswith("encore-origin: origin unreachable:")
-    assert len(unreachable.stderr.strip().splitlines()) == 1
-    no_bucket = _origin(
-        "ls", ENCORE_ORIGIN__ENDPOINT_URL=s3.endpoint_url, ENCORE_ORIGIN__BUCKET="no-such-bucket"
-    )
-    assert no_bucket.returncode == 1
-    assert no_bucket.stderr.startswith("encore-origin: origin refused: NoSuchBucket")
-    bad_config = _origin("ls", ENCORE_ORIGIN__BUCKET="Bad_Bucket")
-    assert bad_config.returncode == 1
-    assert bad_config.stderr.strip() == (
+    no_bucket = origin_cli("ls", ENCORE_ORIGIN__BUCKET="no-such-bucket")
+    assert one_error_line(no_bucket) == "encore-origin: bucket 'no-such-bucket' does not exist"
+    bad_config = origin_cli("ls", ENCORE_ORIGIN__BUCKET="Bad_Bucket")
+    assert one_error_line(bad_config) == (
         "encore-origin: ENCORE_ORIGIN__BUCKET (origin.bucket): "
         "'Bad_Bucket' is not an S3 bucket name"
     )
+    usage = origin_cli("frobnicate")
+    assert usage.returncode == 2
+    assert "invalid choice: 'frobnicate'" in one_error_line(usage)

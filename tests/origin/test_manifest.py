@@ -167,7 +167,7 @@ def test_rejects_non_json_and_oversized() -> None:
 
 def test_write_side_refuses_what_the_schema_forbids() -> None:
     bad = replace(_rendition(), codec="mp3")
-    with pytest.raises(ManifestError, match="renditions.96.codec"):
+    with pytest.raises(ManifestError, match=r"renditions\.96\.codec"):
         _manifest(renditions={"96": bad}).to_json()
 
 

@@ -1,14 +1,16 @@
 """A small TCP proxy between the edge and the S3 server: it counts requests and injects faults.
 
 Counting happens here, at the origin side, so tests never trust the edge's own metrics for it.
-Faults: added latency before each response, refusing connections (origin down), and cutting
-each response after a number of bytes (truncated bodies).
+Faults: added latency before each response, refusing connections (origin down), cutting
+each response after a number of bytes (truncated bodies), and a per-request hook that can drop
+a request's connection or act at a precise moment (stop the server mid-upload).
 """
 
 from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 
@@ -24,6 +26,8 @@ class Faults:
     latency_s: float = 0.0  # added before each request reaches the S3 server
     refuse: bool = False
     truncate_response_at: int | None = None  # bytes of the whole response, headers included
+    # Called with each request before it is forwarded; False drops the connection instead.
+    on_request: Callable[[SeenRequest], bool] | None = None
 
 
 @dataclass
@@ -93,7 +97,12 @@ class TcpProxy:
                     if ":" in line:
                         name, value = line.split(":", 1)
                         headers[name.strip().lower()] = value.strip()
-                self.requests.append(SeenRequest(method, path, headers))
+                seen = SeenRequest(method, path, headers)
+                self.requests.append(seen)
+                hook = self.faults.on_request
+                if hook is not None and not hook(seen):
+                    writer.transport.abort()
+                    break
                 if self.faults.latency_s:
                     await asyncio.sleep(self.faults.latency_s)
                 # The head goes first on its own: a client that sent "Expect: 100-continue"

@@ -1,0 +1,211 @@
+"""``encore-origin ingest`` end to end: real ffmpeg, the real S3 server, the manifest it leaves.
+
+Bad input must fail with one clear line and a non-zero exit, and must never publish a manifest.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import uuid
+from pathlib import Path
+
+import pytest
+
+from origin import layout
+from origin.local_s3 import LocalS3
+from origin.manifest_schema import check
+from tests.origin.conftest import OriginCli, one_error_line
+from tests.support.audio import make_source
+from tests.support.tcp_proxy import SeenRequest, TcpProxy
+
+
+def _track_id() -> str:
+    return f"ing-{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture(scope="module")
+def source(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_source(
+        tmp_path_factory.mktemp("ingest") / "song.flac",
+        12,
+        tags={"title": "Tagged title", "artist": "Tagged artist"},
+    )
+
+
+def _audio_keys(cli: OriginCli, track_id: str) -> set[str]:
+    prefix = layout.track_prefix(track_id)
+    return {k for k in cli.objects() if k.startswith(prefix) and not k.endswith("manifest.json")}
+
+
+def test_ingest_publishes_the_ladder_with_licence_and_seek_tables(
+    origin_cli: OriginCli, source: Path
+) -> None:
+    track_id = _track_id()
+    result = origin_cli("ingest", str(source), "--track-id", track_id, "--allow", "SE,NO,DK")
+    assert result.returncode == 0, result.stderr
+    assert f"published {track_id}" in result.stdout
+    raw = origin_cli.manifest_bytes(track_id)
+    assert raw is not None
+    check(json.loads(raw))  # the schema file, as a third party would use it
+    manifest = origin_cli.manifest(track_id)
+    assert (manifest.title, manifest.artist) == ("Tagged title", "Tagged artist")
+    assert manifest.duration_s == pytest.approx(12, abs=0.05)
+    assert manifest.license is not None
+    assert manifest.license.allow == ("SE", "NO", "DK")
+    assert sorted(manifest.renditions) == ["160", "320", "96"]
+    for rendition in manifest.renditions.values():
+        assert rendition.codec == "vorbis"
+        assert rendition.measured_kbps == pytest.approx(rendition.bitrate_kbps, rel=0.15)
+        assert len(rendition.seek_table) >= manifest.duration_s
+    assert _audio_keys(origin_cli, track_id) == {r.key for r in manifest.renditions.values()}
+
+
+def test_reingesting_the_same_audio_changes_nothing(origin_cli: OriginCli, source: Path) -> None:
+    track_id = _track_id()
+    first = origin_cli("ingest", str(source), "--track-id", track_id, "--allow", "*")
+    assert first.returncode == 0, first.stderr
+    before = origin_cli.objects()
+    again = origin_cli("ingest", str(source), "--track-id", track_id)
+    assert again.returncode == 0, again.stderr
+    assert f"unchanged {track_id}" in again.stdout
+    assert "already there" in again.stdout
+    assert "uploaded" not in again.stdout
+    assert origin_cli.objects() == before  # same keys, same ETags, same modification times
+
+
+def test_new_audio_publishes_new_objects_and_prunes_old_only_when_asked(
+    origin_cli: OriginCli, source: Path, tmp_path: Path
+) -> None:
+    track_id = _track_id()
+    assert (
+        origin_cli("ingest", str(source), "--track-id", track_id, "--allow", "FI").returncode == 0
+    )
+    old = origin_cli.manifest(track_id)
+    remix = make_source(tmp_path / "remix.wav", 8, frequency=880)
+    result = origin_cli("ingest", str(remix), "--track-id", track_id, "--title", "Remix")
+    assert result.returncode == 0, result.stderr
+    new = origin_cli.manifest(track_id)
+    assert new.title == "Remix"
+    assert new.license == old.license  # not given again, so kept
+    old_keys = {r.key for r in old.renditions.values()}
+    new_keys = {r.key for r in new.renditions.values()}
+    assert not old_keys & new_keys
+    assert _audio_keys(origin_cli, track_id) == old_keys | new_keys  # old objects stay
+    pruned = origin_cli("ingest", str(remix), "--track-id", track_id, "--title", "Remix", "--prune")
+    assert pruned.returncode == 0, pruned.stderr
+    assert pruned.stdout.count("pruned ") == 3
+    assert _audio_keys(origin_cli, track_id) == new_keys
+
+
+def test_opus_rungs_join_the_ladder(origin_cli: OriginCli, source: Path) -> None:
+    track_id = _track_id()
+    result = origin_cli(
+        "ingest", str(source), "--track-id", track_id, "--ladder", "vorbis:96,opus:64,hq=opus:128"
+    )
+    assert result.returncode == 0, result.stderr
+    assert "no licence" in result.stdout
+    manifest = origin_cli.manifest(track_id)
+    assert manifest.license is None
+    codecs = {
+        name: (r.codec, r.content_type, r.key.rpartition(".")[2])
+        for name, r in manifest.renditions.items()
+    }
+    assert codecs == {
+        "96": ("vorbis", "audio/ogg; codecs=vorbis", "ogg"),
+        "64": ("opus", "audio/ogg; codecs=opus", "opus"),
+        "hq": ("opus", "audio/ogg; codecs=opus", "opus"),
+    }
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--allow", "SE,XX"], "argument --allow: 'XX' is not an ISO 3166-1 alpha-2 region code"),
+        (["--deny", "uk"], "'uk' is not an ISO 3166-1 alpha-2 region code (use GB)"),
+        (["--not-after", "tomorrow"], "argument --not-after: 'tomorrow' is not an ISO 8601 date"),
+        (
+            ["--allow", "*", "--not-before", "2027-01-01", "--not-after", "2026-01-01"],
+            "not_before (2027-01-01T00:00:00Z) must be earlier than not_after",
+        ),
+        (["--ladder", "mp3:128"], "unknown codec"),
+    ],
+)
+def test_bad_options_fail_before_any_work(
+    origin_cli: OriginCli, source: Path, args: list[str], message: str
+) -> None:
+    track_id = _track_id()
+    result = origin_cli("ingest", str(source), "--track-id", track_id, *args)
+    assert message in one_error_line(result)
+    assert origin_cli.manifest_bytes(track_id) is None
+
+
+def test_bad_track_id(origin_cli: OriginCli, source: Path) -> None:
+    result = origin_cli("ingest", str(source), "--track-id", "../escape")
+    assert "invalid track id '../escape'" in one_error_line(result)
+
+
+def test_missing_file(origin_cli: OriginCli, tmp_path: Path) -> None:
+    track_id = _track_id()
+    result = origin_cli("ingest", str(tmp_path / "nope.flac"), "--track-id", track_id)
+    assert one_error_line(result) == f"encore-origin: {tmp_path / 'nope.flac'}: no such file"
+    assert origin_cli.manifest_bytes(track_id) is None
+
+
+def test_non_audio_file(origin_cli: OriginCli, tmp_path: Path) -> None:
+    track_id = _track_id()
+    junk = tmp_path / "cover.flac"
+    junk.write_bytes(bytes(range(256)) * 400)
+    result = origin_cli("ingest", str(junk), "--track-id", track_id, "--allow", "*")
+    assert one_error_line(result).endswith("cover.flac: not an audio file ffmpeg can read")
+    assert origin_cli.manifest_bytes(track_id) is None
+    assert not _audio_keys(origin_cli, track_id)
+
+
+def test_unknown_bucket(origin_cli: OriginCli, source: Path) -> None:
+    result = origin_cli(
+        "ingest", str(source), "--track-id", _track_id(), ENCORE_ORIGIN__BUCKET="no-such-bucket"
+    )
+    assert one_error_line(result) == "encore-origin: bucket 'no-such-bucket' does not exist"
+
+
+def test_s3_server_killed_mid_upload_publishes_nothing(tmp_path: Path, source: Path) -> None:
+    """Kill the S3 server the moment the first audio upload starts, then restart it on the same
+    data and look: the ingest failed in one line and no manifest exists."""
+    data = tmp_path / "s3"
+    server = LocalS3(data, log_path=tmp_path / "rclone.log")
+    server.start()
+    server.create_bucket("crash")
+    proxy = TcpProxy(server.host, server.port).start()
+    killed = threading.Event()
+
+    def kill_on_first_audio_put(request: SeenRequest) -> bool:
+        if request.method == "PUT" and ".ogg" in request.path and not killed.is_set():
+            server.kill()
+            killed.set()
+        return True
+
+    proxy.faults.on_request = kill_on_first_audio_put
+    try:
+        cli = OriginCli(proxy.url, "crash")
+        result = cli(
+            "ingest", str(source), "--track-id", "crashed", "--allow", "*",
+            **server.credentials_env(),
+        )  # fmt: skip
+        assert killed.is_set()
+        line = one_error_line(result)
+        assert line.startswith("encore-origin: origin unreachable: ")
+    finally:
+        proxy.stop()
+        server.kill()
+    restarted = LocalS3(data, log_path=tmp_path / "rclone.log")
+    restarted.start()
+    try:
+        after = OriginCli(restarted.endpoint_url, "crash")
+        objects = after.objects()
+        assert "tracks/crashed/manifest.json" not in objects
+        assert all(not key.endswith("manifest.json") for key in objects)
+        listed = after("ls", "--json", **restarted.credentials_env())
+        assert json.loads(listed.stdout) == {"tracks": []}
+    finally:
+        restarted.stop()
