@@ -19,7 +19,7 @@ def _parser() -> argparse.ArgumentParser:
         "demo", help="local demo: embedded S3 server, a demo catalogue, and an edge serving it"
     )
     demo.add_argument("--port", type=int, default=8080, help="edge port (default 8080)")
-    demo.add_argument("--tracks", type=int, default=3, help="demo tracks to publish (default 3)")
+    demo.add_argument("--tracks", type=int, default=5, help="demo tracks to ingest (default 5)")
     demo.add_argument(
         "--data-dir", type=Path, default=Path("var/demo"), help="where the demo keeps its bucket"
     )

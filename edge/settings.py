@@ -135,7 +135,9 @@ def _region(value: object) -> str:
 
 
 def _ladder(value: object) -> tuple[Rung, ...]:
-    value = _structured(value)
+    # Also "vorbis:96,opus:64", as encore-origin's --ladder takes it.
+    is_list_text = isinstance(value, str) and value.lstrip().startswith("[")
+    value = value.split(",") if isinstance(value, str) and not is_list_text else _structured(value)
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise ValueError(f'expected a list of rungs such as ["vorbis:96"], got {value!r}')
     return parse_ladder(value)

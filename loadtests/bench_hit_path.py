@@ -17,6 +17,7 @@ import argparse
 import asyncio
 import json
 import os
+import random
 import re
 import shutil
 import signal
@@ -29,12 +30,15 @@ import urllib.request
 from pathlib import Path
 
 from edge.settings import load_settings
+from origin.demo_catalog import generate_source
+from origin.ingest import IngestJob, ingest
+from origin.ladder import parse_ladder
+from origin.license import LicenseChange
 from origin.local_s3 import LocalS3, free_port, rclone_binary
-from origin.publish import EncodedRendition, publish_track
 from origin.s3 import open_s3_client
 
 BUCKET = "audio"
-OBJECT_BYTES = 8 * 1024 * 1024 + 12345
+SOURCE_SECONDS = 210  # at 320 kbps, an object of about 8 MiB
 SCENARIOS = {
     "64KiB range": "bytes=1048576-1114111",
     "256KiB range across slices": "bytes=3000000-3262143",
@@ -122,20 +126,16 @@ def _wrk(url: str, range_header: str, seconds: int, connections: int) -> tuple[f
 
 
 async def _publish(s3: LocalS3, workdir: Path) -> tuple[str, str]:
-    audio = workdir / "bench.ogg"
-    audio.write_bytes(os.urandom(OBJECT_BYTES))
+    """Ingest a generated 210 s track at 320 kbps: an Ogg object of about 8 MiB."""
+    source = workdir / "bench.flac"
+    await generate_source(source, SOURCE_SECONDS, random.Random(1))
     settings = load_settings(None, env={"ENCORE_ORIGIN__ENDPOINT_URL": s3.endpoint_url})
+    job = IngestJob(source=source, track_id="bench", license=LicenseChange(allow=("*",)))
     async with open_s3_client(settings.origin) as client:
-        manifest = await publish_track(
-            client,
-            BUCKET,
-            track_id="bench",
-            title="bench",
-            artist="bench",
-            duration_s=200.0,
-            renditions=[EncodedRendition("320", audio, "vorbis", "audio/ogg", "ogg", 320)],
+        result = await ingest(
+            client, BUCKET, job, ladder=parse_ladder(["vorbis:320"]), part_bytes=16 * 1024**2
         )
-    return manifest.track_id, manifest.renditions["320"].key
+    return result.manifest.track_id, result.manifest.renditions["320"].key
 
 
 def main() -> None:

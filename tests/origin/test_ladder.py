@@ -58,6 +58,8 @@ def test_bad_ladders_say_why(specs: list[str], message: str) -> None:
 def test_ladder_from_config_and_env() -> None:
     settings = load_settings(None, env={"ENCORE_INGEST__LADDER": '["vorbis:128", "opus:64"]'})
     assert [r.spec for r in settings.ingest.ladder] == ["128=vorbis:128", "64=opus:64"]
+    short = load_settings(None, env={"ENCORE_INGEST__LADDER": "vorbis:128, lo=opus:32"})
+    assert [r.spec for r in short.ingest.ladder] == ["128=vorbis:128", "lo=opus:32"]
     with pytest.raises(
         ConfigError, match=r"ENCORE_INGEST__LADDER \(ingest.ladder\): .*unknown codec"
     ):
