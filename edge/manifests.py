@@ -13,32 +13,33 @@ import logging
 
 from cachetools import TTLCache
 
+from edge.client_view import LoadedManifest
 from edge.errors import BadOriginData, NotFound
 from edge.origin import Origin
 from origin import layout
-from origin.manifest import MAX_MANIFEST_BYTES, Manifest, ManifestError, parse_manifest
+from origin.manifest import MAX_MANIFEST_BYTES, ManifestError, parse_manifest
 
 log = logging.getLogger(__name__)
 
 
-def _footprint(manifest: Manifest) -> int:
-    return manifest.footprint
+def _footprint(loaded: LoadedManifest) -> int:
+    return loaded.footprint
 
 
 class ManifestStore:
     def __init__(self, origin: Origin, ttl_s: float, max_bytes: int) -> None:
         self._origin = origin
         self._ttl_s = ttl_s if max_bytes > 0 else 0
-        self._cache: TTLCache[str, Manifest] = TTLCache(
+        self._cache: TTLCache[str, LoadedManifest] = TTLCache(
             maxsize=max(max_bytes, 1), ttl=max(ttl_s, 0.001), getsizeof=_footprint
         )
-        self._in_flight: dict[str, asyncio.Task[Manifest]] = {}
+        self._in_flight: dict[str, asyncio.Task[LoadedManifest]] = {}
 
-    async def get(self, track_id: str) -> Manifest:
+    async def get(self, track_id: str) -> LoadedManifest:
         """The manifest of ``track_id``; NotFound if the track is not published."""
-        manifest = self._cache.get(track_id) if self._ttl_s > 0 else None
-        if manifest is not None:
-            return manifest
+        loaded = self._cache.get(track_id) if self._ttl_s > 0 else None
+        if loaded is not None:
+            return loaded
         task = self._in_flight.get(track_id)
         if task is None:
             task = asyncio.create_task(self._load(track_id))
@@ -47,12 +48,12 @@ class ManifestStore:
         # shield: a client that goes away does not cancel the load others wait on.
         return await asyncio.shield(task)
 
-    def _finished(self, track_id: str, task: asyncio.Task[Manifest]) -> None:
+    def _finished(self, track_id: str, task: asyncio.Task[LoadedManifest]) -> None:
         self._in_flight.pop(track_id, None)
         if not task.cancelled():
             task.exception()  # retrieved here, so a load whose waiters all left logs nothing
 
-    async def _load(self, track_id: str) -> Manifest:
+    async def _load(self, track_id: str) -> LoadedManifest:
         try:
             raw = await self._origin.get_small(layout.manifest_key(track_id), MAX_MANIFEST_BYTES)
         except NotFound:
@@ -64,9 +65,10 @@ class ManifestStore:
             raise BadOriginData(
                 f"the manifest of track {track_id!r} is invalid", code="bad_manifest"
             ) from None
-        if self._ttl_s > 0 and manifest.footprint <= self._cache.maxsize:
-            self._cache[track_id] = manifest
-        return manifest
+        loaded = LoadedManifest.of(manifest)
+        if self._ttl_s > 0 and loaded.footprint <= self._cache.maxsize:
+            self._cache[track_id] = loaded
+        return loaded
 
     def forget(self, track_id: str) -> None:
         self._cache.pop(track_id, None)

@@ -3,11 +3,8 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import time
-from typing import Any
 
 from aiohttp import web
 
@@ -43,40 +40,10 @@ def _ids(request: web.Request) -> tuple[str, str | None]:
 # --- manifest ---------------------------------------------------------------------------------
 
 
-def client_view(manifest: Manifest) -> dict[str, Any]:
-    """What a player needs from the manifest; bucket keys, hashes and the licence stay inside."""
-    renditions = sorted(
-        manifest.renditions.values(), key=lambda r: (r.codec, r.bitrate_kbps, r.name)
-    )
-    return {
-        "track_id": manifest.track_id,
-        "title": manifest.title,
-        "artist": manifest.artist,
-        "duration_s": manifest.duration_s,
-        "renditions": [
-            {
-                "name": r.name,
-                "url": f"/v1/tracks/{manifest.track_id}/{r.name}",
-                "content_type": r.content_type,
-                "codec": r.codec,
-                "bitrate_kbps": r.bitrate_kbps,
-                "measured_kbps": r.measured_kbps,
-                "size": r.size,
-                "sample_rate": r.sample_rate,
-                "channels": r.channels,
-                "duration_s": r.duration_s,
-                "seek_table": r.seek_table.to_doc(),
-            }
-            for r in renditions
-        ],
-    }
-
-
 async def get_manifest(request: web.Request) -> web.StreamResponse:
     track_id, _ = _ids(request)
-    manifest = await request.app[MANIFESTS].get(track_id)
-    body = json.dumps(client_view(manifest), separators=(",", ":")).encode()
-    etag = f'"{hashlib.sha256(body).hexdigest()[:32]}"'
+    loaded = await request.app[MANIFESTS].get(track_id)
+    manifest, body, etag = loaded.manifest, loaded.view_body, loaded.view_etag
     headers = {
         "ETag": etag,
         "Last-Modified": http_date(manifest.published_at),
@@ -95,7 +62,7 @@ async def get_rendition(request: web.Request) -> web.StreamResponse:
     started = time.perf_counter()
     track_id, name = _ids(request)
     assert name is not None  # the route has a {rendition} part
-    manifest = await request.app[MANIFESTS].get(track_id)
+    manifest = (await request.app[MANIFESTS].get(track_id)).manifest
     rendition = manifest.renditions.get(name)
     if rendition is None:
         raise NotFound(

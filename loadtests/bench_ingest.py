@@ -115,14 +115,17 @@ def main() -> None:
                     full.append(elapsed)
                 assert manifest is not None
                 per_minute = 60 / seconds
-                ref_s, ingest_s = statistics.median(reference), statistics.median(full)
+                ref_s, encode_s, ingest_s = (
+                    statistics.median(times) for times in (reference, encode, full)
+                )
                 sizes = ", ".join(
-                    f"{r.name}: {r.size} ({r.measured_kbps} kbps)"
-                    for r in manifest.renditions.values()
+                    f"{r.name}: {r.size} ({r.measured_kbps})" for r in manifest.renditions.values()
                 )
                 print(
-                    f"{seconds:>6}s {ref_s * per_minute:>13.2f} {ingest_s * per_minute:>13.2f} "
-                    f"{ingest_s / ref_s:>6.2f}  {sizes}"
+                    f"{seconds:>6}s {ref_s * per_minute:>10.2f} {encode_s * per_minute:>10.2f} "
+                    f"{ingest_s * per_minute:>10.2f} {ingest_s / ref_s:>5.2f} "
+                    f"{ingest_s / encode_s:>5.2f}  {sizes}",
+                    flush=True,
                 )
         finally:
             s3.stop()

@@ -53,6 +53,8 @@ async def read_manifest(client: Any, bucket: str, track_id: str) -> Manifest | N
     try:
         response = await client.get_object(Bucket=bucket, Key=layout.manifest_key(track_id))
     except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") == "NoSuchBucket":
+            raise BucketUnusable(f"bucket {bucket!r} does not exist") from None
         if _status(exc) == 404:
             return None
         raise

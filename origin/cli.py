@@ -65,6 +65,12 @@ def _track_id(text: str) -> str:
     return text
 
 
+def _track_count(text: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= 10_000:
+        raise ValueError(f"{text!r}: expected a number of tracks from 1 to 10000")
+    return int(text)
+
+
 def _durations(text: str) -> tuple[int, int]:
     match = re.fullmatch(r"(\d+)-(\d+)", text)
     if match is None or not 1 <= int(match[1]) <= int(match[2]) <= 3600:
@@ -103,6 +109,7 @@ def _add_license_options(parser: argparse.ArgumentParser) -> None:
 def _parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="encore-origin", description=__doc__)
     parser.add_argument("--config", help="edge TOML config; its [origin] and [ingest] are used")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks of internal errors")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     ingest_cmd = commands.add_parser(
@@ -136,7 +143,9 @@ def _parser() -> argparse.ArgumentParser:
     rm_cmd.add_argument("track_id", type=_argument(_track_id), metavar="TRACK_ID")
 
     demo = commands.add_parser("demo-catalog", help="generate and ingest synthetic tracks")
-    demo.add_argument("--tracks", type=int, default=3, help="how many tracks (default 3)")
+    demo.add_argument(
+        "--tracks", type=_argument(_track_count), default=3, help="how many tracks (default 3)"
+    )
     demo.add_argument("--seed", type=int, default=1, help="random seed (default 1)")
     demo.add_argument(
         "--durations",
@@ -195,12 +204,15 @@ async def _ingest(client: Any, settings: Settings, args: argparse.Namespace) -> 
         say=_say,
     )
     _report(result)
+    if result.prune_error is not None:
+        raise CliError(f"{job.track_id} is published, but pruning failed: {result.prune_error}")
 
 
 async def _license(client: Any, settings: Settings, args: argparse.Namespace) -> None:
     change = _license_change(args)
     if change.is_empty:
         raise CliError("nothing to change: give --allow, --deny, --not-before or --not-after")
+    await check_bucket(client, settings.origin.bucket)
     manifest = await relicense(client, settings.origin.bucket, args.track_id, change)
     _say(f"{manifest.track_id}: licence {_describe_license(manifest.license)}")
 
@@ -246,6 +258,7 @@ async def _list(client: Any, settings: Settings, args: argparse.Namespace) -> No
 
 
 async def _show(client: Any, settings: Settings, args: argparse.Namespace) -> None:
+    await check_bucket(client, settings.origin.bucket)
     manifest = await read_manifest(client, settings.origin.bucket, args.track_id)
     if manifest is None:
         raise TrackNotFound(f"track {args.track_id!r} is not published")
@@ -253,13 +266,12 @@ async def _show(client: Any, settings: Settings, args: argparse.Namespace) -> No
 
 
 async def _remove(client: Any, settings: Settings, args: argparse.Namespace) -> None:
+    await check_bucket(client, settings.origin.bucket)
     removed = await remove_track(client, settings.origin.bucket, args.track_id)
     _say(f"removed {args.track_id}: {len(removed)} objects")
 
 
 async def _demo_catalog(client: Any, settings: Settings, args: argparse.Namespace) -> None:
-    if not 1 <= args.tracks <= 10_000:
-        raise CliError("--tracks must be between 1 and 10000")
     await check_bucket(client, settings.origin.bucket)
     results = await make_demo_catalog(
         client,
@@ -308,7 +320,25 @@ def _error_line(exc: BaseException) -> str:
         return f"origin unreachable: {exc}"
     if isinstance(exc, ManifestError):
         return f"invalid manifest: {exc}"
+    if isinstance(exc, OSError) and exc.strerror:
+        where = f"{exc.filename}: " if exc.filename else ""
+        return f"{where}{exc.strerror}"
     return str(exc)
+
+
+_EXPECTED = (
+    ConfigError,
+    CliError,
+    SourceError,
+    FfmpegError,
+    ManifestError,
+    TrackNotFound,
+    BucketUnusable,
+    ClientError,
+    BotoCoreError,
+    ValueError,
+    OSError,
+)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -319,18 +349,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("encore-origin: interrupted", file=sys.stderr)
         return 130
-    except (
-        ConfigError,
-        CliError,
-        SourceError,
-        FfmpegError,
-        ManifestError,
-        TrackNotFound,
-        BucketUnusable,
-        ClientError,
-        BotoCoreError,
-        ValueError,
-    ) as exc:
+    except _EXPECTED as exc:
         print(f"encore-origin: {_error_line(exc)}", file=sys.stderr)
+        return 1
+    except Exception as exc:  # a bug: still one line, the traceback only on request
+        if args.debug:
+            raise
+        print(
+            f"encore-origin: internal error: {type(exc).__name__}: {exc} "
+            "(run with --debug for the traceback)",
+            file=sys.stderr,
+        )
         return 1
     return 0

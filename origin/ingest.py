@@ -14,10 +14,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from botocore.exceptions import BotoCoreError, ClientError
+
 from origin import layout
 from origin.catalog import check_bucket, prune, read_manifest
 from origin.ladder import Rung
-from origin.license import LicenseChange
+from origin.license import License, LicenseChange
 from origin.manifest import Manifest, ManifestError
 from origin.publish import TrackInfo, publish_track
 from origin.transcode import SourceError, probe_source, transcode
@@ -39,6 +41,10 @@ class IngestResult:
     uploaded: list[str]
     unchanged: bool
     pruned: list[str]
+    prune_error: str | None = None  # the track is published; only the clean-up failed
+
+
+MAX_TEXT = 500  # the schema's bound on title and artist
 
 
 def check_source(source: Path) -> None:
@@ -53,6 +59,23 @@ def check_source(source: Path) -> None:
         raise SourceError(f"{source}: cannot read it: {exc.strerror}") from None
 
 
+def _check_job(job: IngestJob) -> None:
+    layout.track_prefix(job.track_id)  # ValueError naming the rule
+    for name, value in (("title", job.title), ("artist", job.artist)):
+        if value is not None and len(value) > MAX_TEXT:
+            raise ValueError(f"--{name} is {len(value)} characters; at most {MAX_TEXT}")
+
+
+async def _published(
+    client: Any, bucket: str, track_id: str, say: Callable[[str], None]
+) -> Manifest | None:
+    try:
+        return await read_manifest(client, bucket, track_id)
+    except ManifestError as exc:
+        say(f"the published manifest of {track_id} is invalid ({exc}); replacing it")
+        return None
+
+
 async def ingest(
     client: Any,
     bucket: str,
@@ -62,34 +85,45 @@ async def ingest(
     part_bytes: int,
     say: Callable[[str], None] = lambda _: None,
 ) -> IngestResult:
-    layout.track_prefix(job.track_id)  # ValueError on a bad id, before any work
+    _check_job(job)
     check_source(job.source)
     tags = await probe_source(job.source)
     await check_bucket(client, bucket)
-    try:
-        previous = await read_manifest(client, bucket, job.track_id)
-    except ManifestError as exc:
-        say(f"the published manifest of {job.track_id} is invalid ({exc}); replacing it")
-        previous = None
-    current_license = previous.license if previous else None
-    license = current_license if job.license.is_empty else job.license.apply(current_license)
-    if license is None:
-        say(f"{job.track_id} has no licence: edges serve it nowhere until `license` sets one")
+    before = await _published(client, bucket, job.track_id, say)
+    _license_for(job, before)  # a licence change that cannot apply fails before transcoding
 
     with tempfile.TemporaryDirectory(prefix="encore-ingest-") as tmp:
         say(f"transcoding {job.source} to {', '.join(r.spec for r in ladder)}")
         files = await transcode(job.source, Path(tmp), ladder)
+        # Read again: a `license` run during the transcode must not be undone by this one.
+        previous = await _published(client, bucket, job.track_id, say)
+        license = _license_for(job, previous)
+        if license is None:
+            say(f"{job.track_id} has no licence: edges serve it nowhere until `license` sets one")
         track = TrackInfo(
             track_id=job.track_id,
             title=job.title
-            or tags.get("title")
-            or (previous.title if previous else None)
-            or job.source.stem,
-            artist=job.artist or tags.get("artist") or (previous.artist if previous else ""),
+            or tags.get("title", "")[:MAX_TEXT]
+            or (previous.title if previous else "")
+            or job.source.stem[:MAX_TEXT],
+            artist=job.artist
+            or tags.get("artist", "")[:MAX_TEXT]
+            or (previous.artist if previous else ""),
             license=license,
         )
         result = await publish_track(
             client, bucket, track, files, part_bytes=part_bytes, previous=previous
         )
-    pruned = await prune(client, bucket, result.manifest) if job.prune else []
-    return IngestResult(result.manifest, result.uploaded, result.unchanged, pruned)
+    pruned: list[str] = []
+    prune_error = None
+    if job.prune:
+        try:
+            pruned = await prune(client, bucket, result.manifest)
+        except (BotoCoreError, ClientError, OSError) as exc:
+            prune_error = str(exc)
+    return IngestResult(result.manifest, result.uploaded, result.unchanged, pruned, prune_error)
+
+
+def _license_for(job: IngestJob, previous: Manifest | None) -> License | None:
+    current = previous.license if previous else None
+    return current if job.license.is_empty else job.license.apply(current)

@@ -57,7 +57,7 @@ class License:
                 not_before=_timestamp(doc.get("not_before")),
                 not_after=_timestamp(doc.get("not_after")),
             )
-        except ValueError as exc:
+        except ValueError as exc:  # also a timestamp such as 2026-13-45T00:00:00Z
             raise ManifestError(f"license: {exc}") from None
 
     def describe(self) -> str:

@@ -1,13 +1,15 @@
 """Just enough of the Ogg container (RFC 3533) to index a single-stream Vorbis or Opus file.
 
 Ingest runs this over every rendition ffmpeg writes: it checks the file is one well-formed
-logical stream, reads the codec's identification header, finds where the headers end and
-where each audio page starts, and turns granule positions into playing time.
+logical stream (page checksums, sequence numbers, end-of-stream flag), reads the codec's
+identification header, finds where the headers end and where each audio page starts, and
+turns granule positions into playing time.
 """
 
 from __future__ import annotations
 
 import struct
+import zlib
 from dataclasses import dataclass
 
 CAPTURE = b"OggS"
@@ -21,6 +23,20 @@ class OggError(ValueError):
     """The file is not a single well-formed Vorbis or Opus Ogg stream."""
 
 
+_REVERSED_BITS = bytes(int(f"{n:08b}"[::-1], 2) for n in range(256))
+
+
+def page_crc(page: bytes) -> int:
+    """Ogg's CRC-32 (polynomial 0x04C11DB7, not reflected, initial value 0) of ``page``.
+
+    zlib's CRC-32 uses the same polynomial reflected, starting from all ones. Reflecting every
+    input byte, cancelling zlib's start value with the CRC of as many zero bytes, and
+    reflecting the result gives Ogg's value at C speed.
+    """
+    reflected = zlib.crc32(page.translate(_REVERSED_BITS)) ^ zlib.crc32(bytes(len(page)))
+    return int(f"{reflected:032b}"[::-1], 2)
+
+
 @dataclass(frozen=True, slots=True)
 class Page:
     offset: int
@@ -29,6 +45,7 @@ class Page:
     continued: bool  # the first packet on this page began on an earlier page
     packets_ended: int  # packets that end on this page
     ends_on_packet_boundary: bool
+    ends_stream: bool  # the end-of-stream page
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +73,15 @@ class OggAudio:
         return 0.0 if last is None else self.seconds(last)
 
 
+def _check_integrity(view: memoryview, offset: int, size: int, crc: int, in_sequence: bool) -> None:
+    if not in_sequence:
+        raise OggError(f"page at byte {offset} is out of sequence (a page is missing)")
+    page = bytearray(view[offset : offset + size])
+    page[22:26] = bytes(4)  # the checksum covers the page with its own field zeroed
+    if page_crc(bytes(page)) != crc:
+        raise OggError(f"page at byte {offset} fails its checksum")
+
+
 def read_pages(data: bytes | memoryview) -> list[Page]:
     """Every page of a single logical stream, in order; OggError on anything malformed."""
     view = memoryview(data)
@@ -65,7 +91,7 @@ def read_pages(data: bytes | memoryview) -> list[Page]:
     while offset < len(view):
         if len(view) - offset < _PAGE_HEADER.size:
             raise OggError(f"truncated page header at byte {offset}")
-        capture, version, kind, granule, serial, _seq, _crc, count = _PAGE_HEADER.unpack_from(
+        capture, version, kind, granule, serial, sequence, crc, count = _PAGE_HEADER.unpack_from(
             view, offset
         )
         if capture != CAPTURE or version != 0:
@@ -81,6 +107,7 @@ def read_pages(data: bytes | memoryview) -> list[Page]:
         size = _PAGE_HEADER.size + count + sum(lacing)
         if len(lacing) < count or offset + size > len(view):
             raise OggError(f"truncated page at byte {offset}")
+        _check_integrity(view, offset, size, crc, sequence == len(pages))
         pages.append(
             Page(
                 offset=offset,
@@ -89,9 +116,14 @@ def read_pages(data: bytes | memoryview) -> list[Page]:
                 continued=bool(kind & _CONTINUED),
                 packets_ended=sum(1 for value in lacing if value < 255),
                 ends_on_packet_boundary=not lacing or lacing[-1] < 255,
+                ends_stream=bool(kind & _LAST),
             )
         )
         offset += size
+        if kind & _LAST and offset != len(view):
+            if bytes(view[offset : offset + 4]) == CAPTURE:
+                raise OggError("more than one logical stream (chained or multiplexed Ogg)")
+            raise OggError(f"data after the end of the stream at byte {offset}")
     if not pages:
         raise OggError("empty file")
     return pages
@@ -105,11 +137,15 @@ def analyse(data: bytes | memoryview) -> OggAudio:
     payload_start = first.offset + _PAGE_HEADER.size + view[first.offset + 26]
     identification = bytes(view[payload_start : first.offset + first.size])
     if identification.startswith(b"\x01vorbis") and len(identification) >= 30:
+        if identification[7:11] != bytes(4) or not identification[29] & 1:
+            raise OggError("unsupported Vorbis version or a bad identification header")
         codec, header_packets = "vorbis", 3
         channels = identification[11]
         sample_rate = struct.unpack_from("<I", identification, 12)[0]
         granule_rate, pre_skip = sample_rate, 0
     elif identification.startswith(b"OpusHead") and len(identification) >= 19:
+        if identification[8] >> 4:
+            raise OggError(f"unsupported Opus version {identification[8]}")
         codec, header_packets = "opus", 2
         channels = identification[9]
         pre_skip = struct.unpack_from("<H", identification, 10)[0]
@@ -126,6 +162,9 @@ def analyse(data: bytes | memoryview) -> OggAudio:
             # Both codecs' specs start audio on a fresh page, so headers are whole pages.
             if ended > header_packets or not page.ends_on_packet_boundary:
                 raise OggError(f"{codec} audio begins on a header page")
+            # A stream of headers alone (no audio at all) is left for the caller to refuse.
+            if index + 1 < len(pages) and not pages[-1].ends_stream:
+                raise OggError("the stream has no end (its last page is missing)")
             return OggAudio(
                 codec=codec,
                 granule_rate=granule_rate,

@@ -16,6 +16,7 @@ from origin.manifest_schema import ManifestError
 from origin.ogg import NO_GRANULE, OggAudio
 
 MAX_GAP_S = 1.0
+MAX_TIME_S = 86_400  # a day: the schema's bound on a track's duration
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -62,19 +63,38 @@ class SeekTable:
 
     @classmethod
     def from_doc(cls, doc: dict[str, Any], object_size: int) -> SeekTable:
-        """From a schema-checked ``seek_table`` object; points must fit the object, in order."""
-        table = cls.from_points(doc["header_bytes"], [(t, o) for t, o in doc["points"]])
-        previous_time, previous_offset = -1, table.header_bytes - 1
-        if table.header_bytes > object_size:
-            raise ManifestError("seek_table.header_bytes: beyond the end of the object")
-        for index, (time_ms, offset) in enumerate(zip(table.times_ms, table.offsets, strict=True)):
+        """From a ``seek_table`` object whose points the schema check left out (see
+        ``manifest_schema.check``): every point is checked here, and must fit the object."""
+        header_bytes = doc["header_bytes"]
+        if type(header_bytes) is not int or not 0 <= header_bytes <= object_size:
+            raise ManifestError("seek_table.header_bytes: not a byte count within the object")
+        times, offsets = array("Q"), array("Q")
+        previous_time, previous_offset = -1, header_bytes - 1
+        for index, point in enumerate(doc["points"]):
+            if not _is_point(point):
+                raise ManifestError(
+                    f"seek_table.points.{index}: expected [seconds, byte offset], got {point!r}"
+                )
+            time_ms, offset = round(point[0] * 1000), point[1]
             if offset <= previous_offset or offset >= object_size or time_ms < previous_time:
                 raise ManifestError(
                     f"seek_table.points.{index}: offsets must rise within the object "
                     "and times must not fall"
                 )
+            times.append(time_ms)
+            offsets.append(offset)
             previous_time, previous_offset = time_ms, offset
-        return table
+        return cls(header_bytes, times, offsets)
+
+
+def _is_point(point: object) -> bool:
+    return (
+        isinstance(point, list)
+        and len(point) == 2
+        and type(point[0]) in (int, float)
+        and 0 <= point[0] <= MAX_TIME_S  # NaN fails here too
+        and type(point[1]) is int
+    )
 
 
 def build_seek_table(audio: OggAudio, max_gap_s: float = MAX_GAP_S) -> SeekTable:

@@ -17,7 +17,8 @@ from origin.publish import RenditionFile
 from origin.seek_table import build_seek_table
 
 CHANNELS = 2  # every rendition is stereo, so players switch rungs without a layout change
-PAGE_DURATION_US = 500_000  # Ogg pages of at most 0.5 s: seek points well under 1 s apart
+# Ogg pages of about 0.9 s: every page start is a seek point, and points stay under 1 s apart.
+PAGE_DURATION_US = 900_000
 
 
 class SourceError(ValueError):
@@ -32,12 +33,17 @@ async def probe_source(source: Path) -> dict[str, str]:
     SourceError, in one line, if there is no audio ffmpeg can decode."""
     try:
         out = await run_ffmpeg(
-            "-xerror", "-i", str(source), "-map", "0:a:0", "-t", str(PROBE_SECONDS),
+            "-xerror", "-i", _input(source), "-map", "0:a:0", "-t", str(PROBE_SECONDS),
             "-c:a", "pcm_s16le", "-f", "ffmetadata", "-",
         )  # fmt: skip
     except FfmpegError as exc:
         raise SourceError(_describe(source, exc)) from None
-    return _parse_ffmetadata(out.decode(errors="replace"))
+    return parse_ffmetadata(out.decode(errors="replace"))
+
+
+def _input(source: Path) -> str:
+    # "file:" so that a name like "live:2024.flac" is not taken for a protocol.
+    return f"file:{source.absolute()}"
 
 
 def _describe(source: Path, error: FfmpegError) -> str:
@@ -48,26 +54,42 @@ def _describe(source: Path, error: FfmpegError) -> str:
     return f"{source}: ffmpeg cannot decode it: {error}"
 
 
-def _parse_ffmetadata(text: str) -> dict[str, str]:
+def parse_ffmetadata(text: str) -> dict[str, str]:
+    """The global ``key=value`` tags of ffmpeg's metadata format, escapes undone.
+
+    A backslash escapes the next character (``=``, ``;``, ``#``, ``\\`` or a newline, which
+    continues the value on the next line); sections (``[STREAM]``...) end the global part.
+    """
     tags: dict[str, str] = {}
-    for line in text.splitlines()[1:]:
-        if line.startswith("["):
-            break  # per-stream and chapter sections follow the global tags
-        key, sep, value = line.partition("=")
-        if sep and not line.startswith((";", "#")):
-            tags[key.strip().lower()] = _unescape(value)
+    for record in _records(text)[1:]:  # the first is the ";FFMETADATA1" header
+        if record and record[0] == ("[", False):
+            break
+        if not record or record[0] in ((";", False), ("#", False)):
+            continue
+        split = next(
+            (i for i, (char, escaped) in enumerate(record) if char == "=" and not escaped), None
+        )
+        if split is not None:
+            key = "".join(char for char, _ in record[:split]).strip().lower()
+            tags[key] = "".join(char for char, _ in record[split + 1 :]).strip()
     return tags
 
 
-def _unescape(value: str) -> str:
-    out, escaped = [], False
-    for char in value:
-        if escaped or char != "\\":
-            out.append(char)
+def _records(text: str) -> list[list[tuple[str, bool]]]:
+    """Lines split at unescaped newlines, each character with whether it was escaped."""
+    records: list[list[tuple[str, bool]]] = [[]]
+    escaped = False
+    for char in text:
+        if escaped:
+            records[-1].append((char, True))
             escaped = False
-        else:
+        elif char == "\\":
             escaped = True
-    return "".join(out).strip()
+        elif char == "\n":
+            records.append([])
+        else:
+            records[-1].append((char, False))
+    return records
 
 
 def _encode_args(rung: Rung, out: Path) -> list[str]:
@@ -87,28 +109,29 @@ def _encode_args(rung: Rung, out: Path) -> list[str]:
 
 async def transcode(source: Path, workdir: Path, ladder: tuple[Rung, ...]) -> list[RenditionFile]:
     outputs = [workdir / f"{rung.name}.{rung.codec.extension}" for rung in ladder]
-    args = ["-i", str(source)]
+    args = ["-i", _input(source)]
     for rung, out in zip(ladder, outputs, strict=True):
         args += _encode_args(rung, out)
     try:
         await run_ffmpeg(*args)
     except FfmpegError as exc:
-        raise SourceError(_describe(source, exc)) from None
+        # The probe decoded this source, so this is rarely the source's fault: say what ffmpeg said.
+        raise SourceError(f"{source}: transcoding failed: {exc}") from None
     return [
-        await asyncio.to_thread(_index, rung, out)
+        await asyncio.to_thread(_index, source, rung, out)
         for rung, out in zip(ladder, outputs, strict=True)
     ]
 
 
-def _index(rung: Rung, path: Path) -> RenditionFile:
+def _index(source: Path, rung: Rung, path: Path) -> RenditionFile:
     try:
         audio = analyse(path.read_bytes())
     except OggError as exc:
-        raise SourceError(f"rendition {rung.name}: ffmpeg wrote a bad Ogg file: {exc}") from None
+        raise SourceError(f"{source}: rendition {rung.name} is a bad Ogg file: {exc}") from None
     if audio.codec != rung.codec.name:
         raise SourceError(f"rendition {rung.name}: expected {rung.codec.name}, got {audio.codec}")
     if audio.duration_s <= 0:
-        raise SourceError("the source holds no audio samples")
+        raise SourceError(f"{source}: holds no audio samples")
     return RenditionFile(
         name=rung.name,
         path=path,

@@ -12,6 +12,7 @@ from origin import layout
 from tests.conftest import Catalog
 from tests.origin.conftest import OriginCli, one_error_line
 from tests.support.audio import make_source
+from tests.support.tcp_proxy import TcpProxy
 
 
 @pytest.fixture(scope="module")
@@ -104,11 +105,16 @@ def test_show_prints_the_manifest(origin_cli: OriginCli, short_source: Path) -> 
     )
 
 
-def test_rm_unpublishes_then_deletes_everything(origin_cli: OriginCli, short_source: Path) -> None:
+def test_rm_unpublishes_then_deletes_everything(
+    origin_cli: OriginCli, proxy: TcpProxy, short_source: Path
+) -> None:
     track_id = _ingested(origin_cli, short_source, "--allow", "*")
-    result = origin_cli("rm", track_id)
+    result = OriginCli(proxy.url, origin_cli.bucket)("rm", track_id)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == f"removed {track_id}: 2 objects"
+    deletes = [r.path for r in proxy.requests if r.method == "DELETE"]
+    assert len(deletes) == 2
+    assert deletes[0].endswith(f"/tracks/{track_id}/manifest.json")  # unpublished first
     assert not [k for k in origin_cli.objects() if k.startswith(layout.track_prefix(track_id))]
     assert one_error_line(origin_cli("rm", track_id)) == (
         f"encore-origin: track {track_id!r} has no objects in the bucket"

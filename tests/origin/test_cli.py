@@ -28,9 +28,9 @@ def test_demo_catalog_ingests_distinct_tracks_with_a_spread_of_licences(
 
 
 def test_demo_catalog_checks_its_arguments(origin_cli: OriginCli) -> None:
-    assert "--tracks must be between 1 and 10000" in one_error_line(
-        origin_cli("demo-catalog", "--tracks", "0")
-    )
+    too_few = origin_cli("demo-catalog", "--tracks", "0")
+    assert "expected a number of tracks from 1 to 10000" in one_error_line(too_few)
+    assert too_few.returncode == 2
     assert "expected MIN-MAX seconds" in one_error_line(
         origin_cli("demo-catalog", "--durations", "300-30")
     )

@@ -15,6 +15,7 @@ import pytest
 from origin import layout
 from origin.local_s3 import LocalS3
 from origin.manifest_schema import check
+from tests.conftest import S3Target
 from tests.origin.conftest import OriginCli, one_error_line
 from tests.support.audio import make_source
 from tests.support.tcp_proxy import SeenRequest, TcpProxy
@@ -138,6 +139,7 @@ def test_bad_options_fail_before_any_work(
     result = origin_cli("ingest", str(source), "--track-id", track_id, *args)
     assert message in one_error_line(result)
     assert origin_cli.manifest_bytes(track_id) is None
+    assert not _audio_keys(origin_cli, track_id)
 
 
 def test_bad_track_id(origin_cli: OriginCli, source: Path) -> None:
@@ -169,14 +171,28 @@ def test_unknown_bucket(origin_cli: OriginCli, source: Path) -> None:
     assert one_error_line(result) == "encore-origin: bucket 'no-such-bucket' does not exist"
 
 
-def test_s3_server_killed_mid_upload_publishes_nothing(tmp_path: Path, source: Path) -> None:
-    """Kill the S3 server the moment the first audio upload starts, then restart it on the same
-    data and look: the ingest failed in one line and no manifest exists."""
+@pytest.mark.parametrize("published_before", [False, True], ids=["new-track", "re-ingest"])
+def test_s3_server_killed_mid_upload_publishes_nothing(
+    tmp_path: Path, source: Path, published_before: bool
+) -> None:
+    """Kill the S3 server the moment the first new audio upload starts, then restart it on the
+    same data and look: the ingest failed in one line, and no manifest was published (or the
+    one published before is byte for byte what it was)."""
     data = tmp_path / "s3"
     server = LocalS3(data, log_path=tmp_path / "rclone.log")
     server.start()
     server.create_bucket("crash")
+    env = server.credentials_env()
     proxy = TcpProxy(server.host, server.port).start()
+    cli = OriginCli(proxy.url, "crash")
+    before: bytes | None = None
+    if published_before:
+        assert (
+            cli("ingest", str(source), "--track-id", "crashed", "--allow", "*", **env).returncode
+            == 0
+        )
+        before = cli.manifest_bytes("crashed")
+        source = make_source(tmp_path / "new-mix.flac", 6, frequency=660)
     killed = threading.Event()
 
     def kill_on_first_audio_put(request: SeenRequest) -> bool:
@@ -187,14 +203,9 @@ def test_s3_server_killed_mid_upload_publishes_nothing(tmp_path: Path, source: P
 
     proxy.faults.on_request = kill_on_first_audio_put
     try:
-        cli = OriginCli(proxy.url, "crash")
-        result = cli(
-            "ingest", str(source), "--track-id", "crashed", "--allow", "*",
-            **server.credentials_env(),
-        )  # fmt: skip
+        result = cli("ingest", str(source), "--track-id", "crashed", "--allow", "*", **env)
         assert killed.is_set()
-        line = one_error_line(result)
-        assert line.startswith("encore-origin: origin unreachable: ")
+        assert one_error_line(result).startswith("encore-origin: origin unreachable: ")
     finally:
         proxy.stop()
         server.kill()
@@ -202,10 +213,42 @@ def test_s3_server_killed_mid_upload_publishes_nothing(tmp_path: Path, source: P
     restarted.start()
     try:
         after = OriginCli(restarted.endpoint_url, "crash")
-        objects = after.objects()
-        assert "tracks/crashed/manifest.json" not in objects
-        assert all(not key.endswith("manifest.json") for key in objects)
-        listed = after("ls", "--json", **restarted.credentials_env())
-        assert json.loads(listed.stdout) == {"tracks": []}
+        manifests = [key for key in after.objects() if key.endswith("manifest.json")]
+        if published_before:
+            assert manifests == ["tracks/crashed/manifest.json"]
+            assert after.manifest_bytes("crashed") == before
+        else:
+            assert manifests == []
+            listed = after("ls", "--json", **restarted.credentials_env())
+            assert json.loads(listed.stdout) == {"tracks": []}
     finally:
         restarted.stop()
+
+
+def test_metadata_only_change_keeps_the_publication_time(
+    origin_cli: OriginCli, source: Path
+) -> None:
+    track_id = _track_id()
+    assert origin_cli("ingest", str(source), "--track-id", track_id).returncode == 0
+    first = origin_cli.manifest(track_id)
+    retitled = origin_cli("ingest", str(source), "--track-id", track_id, "--title", "New title")
+    assert retitled.returncode == 0, retitled.stderr
+    second = origin_cli.manifest(track_id)
+    assert second.title == "New title"
+    # published_at is the audio's Last-Modified; the audio did not change, so neither does it.
+    assert second.published_at == first.published_at
+
+
+def test_a_failed_prune_says_the_track_is_published(
+    s3: S3Target, origin_cli: OriginCli, proxy: TcpProxy, source: Path, tmp_path: Path
+) -> None:
+    track_id = _track_id()
+    assert origin_cli("ingest", str(source), "--track-id", track_id).returncode == 0
+    remix = make_source(tmp_path / "remix.wav", 5, frequency=550)
+    proxy.faults.on_request = lambda request: request.method != "DELETE"
+    via_proxy = OriginCli(proxy.url, s3.bucket)
+    result = via_proxy("ingest", str(remix), "--track-id", track_id, "--prune")
+    line = one_error_line(result)
+    assert line.startswith(f"encore-origin: {track_id} is published, but pruning failed: ")
+    assert f"published {track_id}" in result.stdout
+    assert origin_cli.manifest(track_id).duration_s == pytest.approx(5, abs=0.05)

@@ -145,8 +145,36 @@ def _rendition_doc(doc: dict[str, Any]) -> dict[str, Any]:
         ),
         (
             lambda d: d["renditions"]["96"]["seek_table"].update(header_bytes=60_000),
-            "header_bytes: beyond the end",
+            "header_bytes: not a byte count within the object",
         ),
+        # What the schema lets through and the code must still refuse:
+        (lambda d: d.update(published_at="2026-13-45T99:99:99Z"), "published_at: .* not a date"),
+        (lambda d: d["license"].update(not_after="2026-02-30T00:00:00Z"), "license: "),
+        (lambda d: d["renditions"]["96"].update(size=50_000.0), "renditions.96.size: 50000.0"),
+        (lambda d: d["renditions"]["96"].update(channels=2.0), "renditions.96.channels"),
+        (lambda d: d["renditions"]["96"].update(sha256="ab" * 32 + "\n"), "renditions.96"),
+        (
+            lambda d: d["renditions"]["96"].update(content_type="audio/ogg\n"),
+            "renditions.96.content_type: .* is not a media type",
+        ),
+        (lambda d: d["renditions"].update({"96\n": d["renditions"]["96"]}), "renditions"),
+        (
+            lambda d: d["renditions"]["96"]["seek_table"].update(points=[[0, 4000.0]]),
+            "seek_table.points.0: expected \\[seconds, byte offset\\]",
+        ),
+        (
+            lambda d: d["renditions"]["96"]["seek_table"].update(points=[[True, 4000]]),
+            "seek_table.points.0",
+        ),
+        (
+            lambda d: d["renditions"]["96"]["seek_table"].update(points=[[0, 2**70]]),
+            "seek_table.points.0",
+        ),
+        (
+            lambda d: d["renditions"]["96"]["seek_table"].update(points=[[1e300, 4000]]),
+            "seek_table.points.0",
+        ),
+        (lambda d: d["renditions"]["96"]["seek_table"].update(points="0,4000"), "points"),
     ],
 )
 def test_read_side_rejects_bad_manifests(mutate: Any, message: str) -> None:
@@ -156,9 +184,18 @@ def test_read_side_rejects_bad_manifests(mutate: Any, message: str) -> None:
         parse_manifest(json.dumps(doc).encode(), "t1")
 
 
+@pytest.mark.parametrize("constant", ["NaN", "Infinity", "-Infinity"])
+def test_rejects_numbers_json_does_not_have(constant: str) -> None:
+    raw = json.dumps(_doc()).replace('"duration_s": 12.5', f'"duration_s": {constant}')
+    with pytest.raises(ManifestError, match=f"not JSON: {constant} is not a JSON number"):
+        parse_manifest(raw.encode(), "t1")
+
+
 def test_rejects_non_json_and_oversized() -> None:
     with pytest.raises(ManifestError, match="not JSON"):
         parse_manifest(b"{", "t1")
+    with pytest.raises(ManifestError, match="not JSON"):
+        parse_manifest(b'{"title": "\xff"}', "t1")
     with pytest.raises(ManifestError, match="manifest: \\[\\] is not of type 'object'"):
         parse_manifest(b"[]", "t1")
     with pytest.raises(ManifestError, match="more than"):

@@ -30,7 +30,8 @@ def test_points_are_monotonic_and_cover_the_duration(
     assert offsets == sorted(set(offsets))
     assert times == sorted(times)
     assert points[0] == (0.0, table.header_bytes)
-    assert offsets[-1] < file.path.stat().st_size
+    data = file.path.read_bytes()
+    assert all(data[offset : offset + 4] == b"OggS" for offset in offsets)  # page starts
     assert max(b - a for a, b in itertools.pairwise(times)) <= MAX_GAP_S + 1e-9
     assert times[-1] >= file.duration_s - MAX_GAP_S
     assert len(points) >= file.duration_s  # at least one point per second of audio
@@ -48,14 +49,3 @@ def test_decoding_from_three_seek_points_is_clean(
         seconds, errors = decode(header + data[offset:])
         assert errors == "", f"decoding from {time_s} s (byte {offset}): {errors}"
         assert seconds == pytest.approx(file.duration_s - time_s, abs=0.15)
-
-
-def test_decoding_from_a_point_that_is_not_a_page_start_is_what_the_table_avoids(
-    encoded: dict[str, RenditionFile],
-) -> None:
-    """The control for the test above: the same check does fail on a wrong offset."""
-    file = encoded["160"]
-    data = file.path.read_bytes()
-    _, offset = list(file.seek_table.points())[10]
-    seconds, errors = decode(data[: file.seek_table.header_bytes] + data[offset + 7 :])
-    assert errors != "" or seconds < file.duration_s - 2

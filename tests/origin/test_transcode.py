@@ -13,7 +13,7 @@ import pytest
 from origin.ffmpeg import ffmpeg_binary
 from origin.ladder import parse_ladder
 from origin.publish import RenditionFile, measured_kbps
-from origin.transcode import SourceError, probe_source, transcode
+from origin.transcode import SourceError, parse_ffmetadata, probe_source, transcode
 from tests.support.audio import make_source
 
 ONE_RUNG = parse_ladder(["vorbis:96"])
@@ -84,3 +84,20 @@ def test_audio_with_no_samples_is_refused(tmp_path: Path) -> None:
     )
     with pytest.raises(SourceError, match="no audio samples"):
         asyncio.run(transcode(empty, tmp_path, ONE_RUNG))
+
+
+def test_metadata_escapes_and_continued_lines() -> None:
+    text = (
+        ";FFMETADATA1\n"
+        "title=Hello \\= World\\; x\n"
+        "comment=line one\\\ntitle=not a tag\n"
+        "Artist=A\\\\B\n"
+        "; a comment\n"
+        "[STREAM]\n"
+        "title=a stream's title\n"
+    )
+    assert parse_ffmetadata(text) == {
+        "title": "Hello = World; x",
+        "comment": "line one\ntitle=not a tag",
+        "artist": "A\\B",
+    }
