@@ -12,6 +12,7 @@ from edge.settings import Settings, load_settings
 from origin.catalog import list_manifests
 from origin.demo_catalog import make_demo_catalog
 from origin.ffmpeg import FfmpegError
+from origin.ingest import IngestResult
 from origin.local_s3 import LocalS3, LocalS3Error
 from origin.manifest import Manifest
 from origin.s3 import open_s3_client
@@ -42,8 +43,15 @@ async def _ensure_catalog(settings: Settings, tracks: int) -> list[str]:
             ladder=settings.ingest.ladder,
             part_bytes=settings.ingest.part_bytes,
             say=lambda line: print(f"  {line}", flush=True),
+            on_result=_print_track,
         )
         return [result.manifest.track_id for result in results]
+
+
+def _print_track(result: IngestResult) -> None:
+    manifest = result.manifest
+    licence = manifest.license.describe() if manifest.license else "none"
+    print(f"  {manifest.track_id}: {manifest.duration_s:.0f} s, licence {licence}", flush=True)
 
 
 def run_demo(*, port: int, tracks: int, data_dir: Path) -> None:

@@ -281,9 +281,10 @@ async def _demo_catalog(client: Any, settings: Settings, args: argparse.Namespac
         part_bytes=settings.ingest.part_bytes,
         seed=args.seed,
         durations=args.durations,
+        say=_say,
+        on_result=_report,
     )
-    for result in results:
-        _report(result)
+    _say(f"{len(results)} demo tracks in {settings.origin.bucket}")
 
 
 _COMMANDS = {

@@ -68,6 +68,7 @@ async def make_demo_catalog(
     seed: int = 1,
     durations: tuple[int, int] = (30, 300),
     say: Callable[[str], None] = lambda _: None,
+    on_result: Callable[[IngestResult], None] = lambda _: None,
 ) -> list[IngestResult]:
     rng = random.Random(seed)  # noqa: S311 - synthetic audio, not security
     now = datetime.now(UTC)
@@ -84,7 +85,9 @@ async def make_demo_catalog(
                 artist="Encore synthesiser",
                 license=demo_license(index, now),
             )
-            results.append(
-                await ingest(client, bucket, job, ladder=ladder, part_bytes=part_bytes, say=say)
+            result = await ingest(
+                client, bucket, job, ladder=ladder, part_bytes=part_bytes, say=say
             )
+            on_result(result)
+            results.append(result)
     return results
