@@ -96,7 +96,7 @@ async def ingest(
         say(f"transcoding {job.source} to {', '.join(r.spec for r in ladder)}")
         files = await transcode(job.source, Path(tmp), ladder)
         # Read again: a `license` run during the transcode must not be undone by this one.
-        previous = await _published(client, bucket, job.track_id, say)
+        previous = await _published(client, bucket, job.track_id, say=lambda _: None)
         license = _license_for(job, previous)
         if license is None:
             say(f"{job.track_id} has no licence: edges serve it nowhere until `license` sets one")
