@@ -42,7 +42,9 @@ async def _origin_ctx(app: web.Application) -> AsyncIterator[None]:
             origin, settings.edge.manifest_ttl_s, settings.edge.manifest_cache_bytes
         )
         app[tracks.SLICES] = SliceStore(
-            origin, MemoryTier(settings.cache.memory_bytes), settings.cache.slice_bytes
+            origin,
+            MemoryTier(settings.cache.memory_bytes, settings.cache.policy),
+            settings.cache.slice_bytes,
         )
         app[READY][0] = True
         yield

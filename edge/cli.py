@@ -23,11 +23,51 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--data-dir", type=Path, default=Path("var/demo"), help="where the demo keeps its bucket"
     )
+    simulate = commands.add_parser(
+        "simulate", help="replay a request trace through the cache policies"
+    )
+    simulate.add_argument("--trace", type=Path, required=True, help="trace file or access log")
+    simulate.add_argument(
+        "--cache-size",
+        required=True,
+        metavar="SIZE[,SIZE...]",
+        help="bytes (512MiB, 20GB) or a share of the trace's footprint (1%%)",
+    )
+    simulate.add_argument(
+        "--policy", default="s3fifo,lru", help="policies to compare (also: belady, offline optimum)"
+    )
+    simulate.add_argument("--slice-bytes", help="slice size (default: the config's, else 256KiB)")
+    simulate.add_argument("--config", help="take cache.slice_bytes from this config")
+    simulate.add_argument("--json", action="store_true", help="machine-readable results")
     return parser
+
+
+def _simulate(args: argparse.Namespace) -> int:
+    from edge.simulate_cli import SimulateError, run  # noqa: PLC0415
+    from edge.sizes import parse_size  # noqa: PLC0415
+    from edge.traces import TraceError  # noqa: PLC0415
+
+    slice_bytes = load_settings(args.config).cache.slice_bytes
+    try:
+        if args.slice_bytes is not None:
+            slice_bytes = parse_size(args.slice_bytes)
+            if slice_bytes < 1024:
+                raise SimulateError("--slice-bytes must be at least 1KiB")
+        run(args.trace, args.cache_size, args.policy, slice_bytes, args.json)
+    except (SimulateError, TraceError, ValueError) as exc:
+        print(f"encore-edge simulate: {exc}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "simulate":
+        try:
+            return _simulate(args)
+        except ConfigError as exc:
+            print(f"encore-edge: config error: {exc}", file=sys.stderr)
+            return 2
     # Imported here so `encore-edge --help` stays fast.
     from edge.server import configure_logging, serve  # noqa: PLC0415
 

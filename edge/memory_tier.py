@@ -1,18 +1,20 @@
-"""The memory tier: whole slices held in a byte-bounded LRU (cachetools, sized by ``len``)."""
+"""The memory tier: whole slices in a byte-bounded cache with the configured policy."""
 
 from __future__ import annotations
 
-from cachetools import LRUCache
+from cachetools import Cache
+
+from edge.policies import DEFAULT_POLICY, make_cache
 
 SliceKey = tuple[str, int]  # (immutable object key, slice index)
 
 
 class MemoryTier:
-    """Slices by key, evicting least recently used ones to stay within ``max_bytes``."""
+    """Slices by key, evicted by ``policy`` (see ``edge.policies``) to stay within ``max_bytes``."""
 
-    def __init__(self, max_bytes: int) -> None:
+    def __init__(self, max_bytes: int, policy: str = DEFAULT_POLICY) -> None:
         self.max_bytes = max_bytes
-        self._slices: LRUCache[SliceKey, bytes] = LRUCache(maxsize=max(max_bytes, 1), getsizeof=len)
+        self._slices: Cache[SliceKey, bytes] = make_cache(policy, max(max_bytes, 1), getsizeof=len)
 
     def get(self, key: SliceKey) -> bytes | None:
         return self._slices.get(key)

@@ -12,7 +12,7 @@ from edge.settings import Settings
 
 log = logging.getLogger("edge")
 
-ACCESS_LOG_FORMAT = '%a "%r" %s %b %{Range}i %{X-Cache}o %Tf'
+ACCESS_LOG_FORMAT = '%a "%r" %s %b %{Range}i %{X-Cache}o %Tf %{Content-Range}o'
 
 
 def configure_logging() -> None:

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+from edge.policies import DEFAULT_POLICY, POLICIES
 from edge.sizes import parse_size
 from origin.ladder import DEFAULT_LADDER, Rung, parse_ladder
 from origin.manifest_schema import is_region
@@ -176,6 +177,9 @@ class CacheSettings:
     memory_bytes: int = _setting(512 * 1024**2, _size(0, 2**50))
     disk_path: str = _setting("./var/cache", _text(r".+", "a path"))
     disk_bytes: int = _setting(20 * 1024**3, _size(0, 2**60))
+    policy: str = _setting(
+        DEFAULT_POLICY, _text("|".join(POLICIES), f"a cache policy ({', '.join(POLICIES)})")
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -79,10 +80,20 @@ def test_serve_runs_from_a_config_file_and_stops_on_sigterm(
         request = urllib.request.Request(
             f"{url}/v1/tracks/{manifest.track_id}/160", headers={"Range": "bytes=1000-1999"}
         )
-        with urllib.request.urlopen(request, timeout=10) as response:
-            assert response.status == 206
-            assert response.read() == data[1000:2000]
+        for _ in range(2):
+            with urllib.request.urlopen(request, timeout=10) as response:
+                assert response.status == 206
+                assert response.read() == data[1000:2000]
     finally:
         process.send_signal(signal.SIGTERM)
         _, stderr = process.communicate(timeout=30)
     assert process.returncode == 0, stderr.decode()
+    # The access log it wrote is a trace `encore-edge simulate` replays.
+    log = tmp_path / "access.log"
+    log.write_bytes(stderr)
+    replay = _run("simulate", "--trace", str(log), "--cache-size", "1MiB", "--json")
+    assert replay.returncode == 0, replay.stderr
+    doc = json.loads(replay.stdout)
+    assert doc["requests"] == 2
+    assert doc["footprint_bytes"] == 70_000  # one 256 KiB slice covers the whole object
+    assert {r["object_hit_ratio"] for r in doc["results"]} == {0.5}

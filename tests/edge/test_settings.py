@@ -78,6 +78,11 @@ def test_settings_are_frozen() -> None:
         ('[edge]\nregion = "se"\n', {}, "edge.region: 'se' is not an ISO 3166-1"),
         ('[ingest]\nladder = "vorbis:96,mp3:1"\n', {}, "ingest.ladder: 'mp3:1': unknown codec"),
         ("[ingest]\nladder = [96]\n", {}, "ingest.ladder: expected a list of rungs"),
+        (
+            '[cache]\npolicy = "arc"\n',
+            {},
+            "cache.policy: 'arc' is not a cache policy (s3fifo, lru)",
+        ),
         ('[edge]\ntrusted_proxies = ["nope"]\n', {}, "edge.trusted_proxies: 'nope' is not an IP"),
         ("[server]\nprot = 1\n", {}, "server.prot: unknown setting"),
         ("[servers]\nport = 1\n", {}, "servers: unknown section"),

@@ -1,0 +1,125 @@
+"""Cache eviction and admission policies, as cachetools caches: the edge's tiers and
+``encore-edge simulate`` run the very same classes.
+
+Following cachetools, the :class:`~cachetools.Cache` base owns size accounting (through
+``getsizeof``); a policy only keeps its order and picks the victim in ``popitem``.
+
+- ``lru``: cachetools' LRUCache, the baseline.
+- ``s3fifo``: S3-FIFO (Yang et al., SOSP 2023). New slices enter a small FIFO (10% of the
+  bytes); one that is asked for again before it leaves moves to the main FIFO, others leave
+  and are remembered in a ghost FIFO of keys only. A slice whose key is in the ghost goes
+  straight to main. Main is a FIFO with reinsertion: a slice used since it was queued goes
+  round again. One-hit wonders therefore pass through the small queue without flushing the
+  hot set in main.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Callable, Hashable
+from typing import Any, TypeVar
+
+from cachetools import Cache, LRUCache
+
+K = TypeVar("K", bound=Hashable)
+V = TypeVar("V")
+
+POLICIES = ("s3fifo", "lru")
+DEFAULT_POLICY = "s3fifo"
+
+MAX_FREQUENCY = 3  # S3-FIFO's two-bit counter
+
+
+class S3FifoCache(Cache[K, V]):
+    def __init__(
+        self,
+        maxsize: int,
+        getsizeof: Callable[[V], int] | None = None,
+        *,
+        small_share: float = 0.1,
+        promote_after: int = 1,
+    ) -> None:
+        super().__init__(maxsize, getsizeof)
+        self._small_limit = maxsize * small_share
+        self._ghost_limit = maxsize - self._small_limit
+        self._promote_after = promote_after  # hits in the small queue that earn main
+        self._small: OrderedDict[K, int] = OrderedDict()  # key -> size, oldest first
+        self._main: OrderedDict[K, int] = OrderedDict()
+        self._ghost: OrderedDict[K, int] = OrderedDict()  # evicted from small: key -> size
+        self._small_bytes = 0
+        self._ghost_bytes = 0
+        self._hits: dict[K, int] = {}  # only keys hit since they were queued
+
+    def __getitem__(self, key: K) -> V:
+        value: V = super().__getitem__(key)
+        hits = self._hits.get(key, 0)
+        if hits < MAX_FREQUENCY:
+            self._hits[key] = hits + 1
+        return value
+
+    def __setitem__(self, key: K, value: V) -> None:
+        size = int(self.getsizeof(value))
+        if key in self:
+            self.__delitem__(key)  # replaced values start over
+        super().__setitem__(key, value)  # evicts through popitem() until the value fits
+        if self._ghost.pop(key, None) is not None:
+            self._ghost_bytes -= size
+            self._main[key] = size
+        else:
+            self._small[key] = size
+            self._small_bytes += size
+
+    def __delitem__(self, key: K) -> None:
+        super().__delitem__(key)
+        self._forget(key)
+
+    def _forget(self, key: K) -> None:
+        size = self._small.pop(key, None)
+        if size is not None:
+            self._small_bytes -= size
+        else:
+            self._main.pop(key, None)
+        self._hits.pop(key, None)
+
+    def popitem(self) -> tuple[K, V]:
+        key = self._victim()
+        value: V = Cache.__getitem__(self, key)  # not a use: no hit counted
+        Cache.__delitem__(self, key)
+        return key, value
+
+    def _victim(self) -> K:
+        while True:
+            if self._small and (self._small_bytes > self._small_limit or not self._main):
+                key, size = self._small.popitem(last=False)
+                self._small_bytes -= size
+                if self._hits.pop(key, 0) >= self._promote_after:
+                    self._main[key] = size
+                    continue
+                self._remember(key, size)
+                return key
+            key, size = self._main.popitem(last=False)
+            hits = self._hits.pop(key, 0)
+            if hits:
+                self._main[key] = size  # used since queued: once more round, with one less
+                if hits > 1:
+                    self._hits[key] = hits - 1
+                continue
+            return key
+
+    def _remember(self, key: K, size: int) -> None:
+        self._ghost[key] = size
+        self._ghost_bytes += size
+        while self._ghost_bytes > self._ghost_limit:
+            _, forgotten = self._ghost.popitem(last=False)
+            self._ghost_bytes -= forgotten
+
+
+def make_cache(
+    policy: str, maxsize: int, getsizeof: Callable[[Any], int] | None = None
+) -> Cache[Any, Any]:
+    """A byte-bounded cache with the named policy (see ``POLICIES``)."""
+    if policy == "lru":
+        return LRUCache(maxsize=maxsize, getsizeof=getsizeof)
+    if policy == "s3fifo":
+        return S3FifoCache(maxsize=maxsize, getsizeof=getsizeof)
+    raise ValueError(f"unknown cache policy {policy!r} (known: {', '.join(POLICIES)})")
