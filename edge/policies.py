@@ -5,7 +5,7 @@ Following cachetools, the :class:`~cachetools.Cache` base owns size accounting (
 ``getsizeof``); a policy only keeps its order and picks the victim in ``popitem``.
 
 - ``lru``: cachetools' LRUCache, the baseline.
-- ``s3fifo``: S3-FIFO (Yang et al., SOSP 2023). New slices enter a small FIFO (10% of the
+- ``s3fifo``: S3-FIFO (Yang et al., SOSP 2023). New slices enter a small FIFO (30% of the
   bytes); one that is asked for again before it leaves moves to the main FIFO, others leave
   and are remembered in a ghost FIFO of keys only. A slice whose key is in the ghost goes
   straight to main. Main is a FIFO with reinsertion: a slice used since it was queued goes
@@ -36,7 +36,10 @@ class S3FifoCache(Cache[K, V]):
         maxsize: int,
         getsizeof: Callable[[V], int] | None = None,
         *,
-        small_share: float = 0.1,
+        # The paper uses 10%. Measured on loadtests.bench_policies, 10% loses 1.6 points of
+        # byte hit ratio to LRU on the recency-heavy workload; 30% stays within 0.5 points
+        # there and keeps 4+ points of gain on every Zipf workload.
+        small_share: float = 0.3,
         promote_after: int = 1,
     ) -> None:
         super().__init__(maxsize, getsizeof)
