@@ -27,12 +27,7 @@ class SliceAccesses:
     keys: array[int]
     sizes: array[int]
     wanted: array[int]
-
-    @property
-    def footprint(self) -> int:
-        """Bytes of all distinct slices the trace touches."""
-        seen: dict[int, int] = dict(zip(self.keys, self.sizes, strict=True))
-        return sum(seen.values())
+    footprint: int  # bytes of all distinct slices the trace touches
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,35 +40,43 @@ class Result:
 
 def slice_accesses(trace: Trace, slice_bytes: int) -> SliceAccesses:
     keys, sizes, wanted = array("q"), array("q"), array("q")
+    seen: dict[int, bytearray] = {}  # per object, which slices were touched
+    footprint = 0
     # Slice keys are integers: key id in the high bits, slice index in the low 24.
     for key_id, size, offset, length in zip(
         trace.key_ids, trace.sizes, trace.offsets, trace.lengths, strict=True
     ):
         end = offset + length  # exclusive
         base = key_id << 24
+        touched = seen.get(key_id)
+        if touched is None:
+            touched = seen[key_id] = bytearray((size - 1) // slice_bytes + 1)
         for index in range(offset // slice_bytes, (end - 1) // slice_bytes + 1):
             start = index * slice_bytes
             stop = min(start + slice_bytes, size)
             keys.append(base | index)
             sizes.append(stop - start)
             wanted.append(min(stop, end) - max(start, offset))
-    return SliceAccesses(keys, sizes, wanted)
+            if not touched[index]:
+                touched[index] = 1
+                footprint += stop - start
+    return SliceAccesses(keys, sizes, wanted, footprint)
 
 
 def simulate(accesses: SliceAccesses, policy: str, cache_bytes: int) -> Result:
     if policy == BELADY:
         return _belady(accesses, cache_bytes)
     cache = make_cache(policy, max(cache_bytes, 1), getsizeof=int)  # values are the sizes
+    # Bound methods and no exceptions on misses: this loop runs once per slice lookup.
+    holds, use, insert = cache.__contains__, cache.__getitem__, cache.__setitem__
     hits = hit_bytes = 0
     for key, size, wanted in zip(accesses.keys, accesses.sizes, accesses.wanted, strict=True):
-        try:
-            cache[key]
-        except KeyError:
-            if size <= cache_bytes:
-                cache[key] = size
-            continue
-        hits += 1
-        hit_bytes += wanted
+        if holds(key):
+            use(key)
+            hits += 1
+            hit_bytes += wanted
+        elif size <= cache_bytes:
+            insert(key, size)
     return _result(policy, cache_bytes, accesses, hits, hit_bytes)
 
 
