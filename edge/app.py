@@ -5,11 +5,14 @@ Long-lived resources (the origin client) are opened and closed in ``cleanup_ctx`
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 from aiohttp import web
 
 from edge import metrics, tracks
+from edge.disk_tier import DiskTier
 from edge.manifests import ManifestStore
 from edge.memory_tier import MemoryTier
 from edge.middleware import MIDDLEWARES, add_cors_headers
@@ -28,10 +31,14 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
-    """Ready: the origin client is open and the node is not shutting down."""
-    if request.app[READY][0]:
-        return web.json_response({"status": "ready"})
-    return web.json_response({"status": "not_ready"}, status=503)
+    """Ready: the origin client is open, the disk index is rebuilt, and the node is not
+    shutting down. (Requests are served while the disk index is rebuilt, a few seconds.)"""
+    if not request.app[READY][0]:
+        return web.json_response({"status": "not_ready"}, status=503)
+    store = request.app[tracks.SLICES]
+    if store.disk is not None and not store.disk.rebuilt.is_set():
+        return web.json_response({"status": "rebuilding_disk_index"}, status=503)
+    return web.json_response({"status": "ready"})
 
 
 async def _origin_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -41,14 +48,24 @@ async def _origin_ctx(app: web.Application) -> AsyncIterator[None]:
         app[tracks.MANIFESTS] = ManifestStore(
             origin, settings.edge.manifest_ttl_s, settings.edge.manifest_cache_bytes
         )
-        app[tracks.SLICES] = SliceStore(
-            origin,
-            MemoryTier(settings.cache.memory_bytes, settings.cache.policy),
-            settings.cache.slice_bytes,
+        cache = settings.cache
+        disk = None
+        if cache.disk_bytes > 0:
+            disk = DiskTier(
+                Path(cache.disk_path), cache.disk_bytes, cache.slice_bytes, cache.policy
+            )
+        store = SliceStore(
+            origin, MemoryTier(cache.memory_bytes, cache.policy), cache.slice_bytes, disk
         )
+        app[tracks.SLICES] = store
+        rebuild = asyncio.create_task(disk.rebuild()) if disk is not None else None
         app[READY][0] = True
         yield
         app[READY][0] = False
+        if rebuild is not None:
+            rebuild.cancel()
+            await asyncio.gather(rebuild, return_exceptions=True)
+        await store.drain()
 
 
 async def _not_ready_on_shutdown(app: web.Application) -> None:

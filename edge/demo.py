@@ -72,7 +72,12 @@ def run_demo(*, port: int, tracks: int, data_dir: Path) -> None:
             server=dataclasses.replace(base.server, host="127.0.0.1", port=port, workers=1),
             origin=dataclasses.replace(base.origin, endpoint_url=s3.endpoint_url, bucket=BUCKET),
             edge=dataclasses.replace(base.edge, region="SE"),
-            cache=dataclasses.replace(base.cache, memory_bytes=256 * 1024**2),
+            cache=dataclasses.replace(
+                base.cache,
+                memory_bytes=256 * 1024**2,
+                disk_path=str(data_dir / "cache"),
+                disk_bytes=2 * 1024**3,
+            ),
         )
         try:
             track_ids = asyncio.run(_ensure_catalog(settings, tracks))

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from cachetools import Cache
 
+from edge import metrics
 from edge.policies import DEFAULT_POLICY, make_cache
 
 SliceKey = tuple[str, int]  # (immutable object key, slice index)
+TIER = "memory"
 
 
 class MemoryTier:
@@ -17,12 +19,19 @@ class MemoryTier:
         self._slices: Cache[SliceKey, bytes] = make_cache(policy, max(max_bytes, 1), getsizeof=len)
 
     def get(self, key: SliceKey) -> bytes | None:
-        return self._slices.get(key)
+        data = self._slices.get(key)
+        metrics.CACHE_LOOKUPS.labels(TIER, "miss" if data is None else "hit").inc()
+        return data
 
     def put(self, key: SliceKey, data: bytes) -> None:
         if len(data) > self.max_bytes:
+            metrics.CACHE_REFUSED.labels(TIER).inc()
             return  # larger than the whole tier (or the tier is off): not cached
+        before = len(self._slices) + (key not in self._slices)
         self._slices[key] = data
+        metrics.CACHE_EVICTIONS.labels(TIER).inc(before - len(self._slices))
+        metrics.CACHE_BYTES.labels(TIER).set(self._slices.currsize)
+        metrics.CACHE_OBJECTS.labels(TIER).set(len(self._slices))
 
     def __contains__(self, key: SliceKey) -> bool:
         return key in self._slices

@@ -14,6 +14,7 @@ from prometheus_client import (
     REGISTRY,
     CollectorRegistry,
     Counter,
+    Gauge,
     Histogram,
     generate_latest,
     multiprocess,
@@ -40,6 +41,36 @@ TTFB = Histogram(
     "Time from request start to the first body byte written, by X-Cache result.",
     ["cache"],
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 1, 2.5, 5),
+)
+
+CACHE_LOOKUPS = Counter(
+    "encore_cache_lookups",
+    "Slice lookups in a cache tier, by tier and result (hit or miss).",
+    ["tier", "result"],
+)
+CACHE_EVICTIONS = Counter(
+    "encore_cache_evictions", "Slices evicted from a cache tier to make room.", ["tier"]
+)
+CACHE_REFUSED = Counter(
+    "encore_cache_admissions_refused",
+    "Slices a tier did not store (larger than the tier, or the disk refused the write).",
+    ["tier"],
+)
+# Summed over worker processes in multiprocess mode: each worker holds its own share.
+CACHE_BYTES = Gauge(
+    "encore_cache_bytes", "Bytes held in a cache tier.", ["tier"], multiprocess_mode="livesum"
+)
+CACHE_OBJECTS = Gauge(
+    "encore_cache_objects", "Slices held in a cache tier.", ["tier"], multiprocess_mode="livesum"
+)
+DISK_DAMAGED = Counter(
+    "encore_disk_damaged_slices",
+    "Slice files that failed verification (truncated, corrupt, misplaced) and were dropped.",
+)
+DISK_REBUILD_SECONDS = Gauge(
+    "encore_disk_index_rebuild_seconds",
+    "How long the last disk index rebuild at startup took.",
+    multiprocess_mode="max",
 )
 
 

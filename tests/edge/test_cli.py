@@ -71,6 +71,7 @@ def test_serve_runs_from_a_config_file_and_stops_on_sigterm(
     config.write_text(
         f'[server]\nhost = "127.0.0.1"\nport = {port}\nworkers = 1\n'
         f'[origin]\nendpoint_url = "{s3.endpoint_url}"\nbucket = "{s3.bucket}"\n'
+        f'[cache]\ndisk_path = "{tmp_path / "cache"}"\n'
         '[edge]\nregion = "SE"\n'
     )
     process = subprocess.Popen([*EDGE, "serve", "--config", str(config)], stderr=subprocess.PIPE)

@@ -74,6 +74,7 @@ class EdgeServer:
         self._ready.set()
         self._loop.run_forever()
         self._loop.run_until_complete(self._runner.cleanup() if self._runner else asyncio.sleep(0))
+        self._loop.run_until_complete(self._loop.shutdown_default_executor())
         self._loop.close()
 
     async def _start(self) -> None:
@@ -86,6 +87,9 @@ class EdgeServer:
         self.port = server.sockets[0].getsockname()[1]
 
     def stop(self) -> None:
+        """Stop and clean up (the app's cleanup contexts run); a second call does nothing."""
+        if not self._thread.is_alive():
+            return
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(20)
 

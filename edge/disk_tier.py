@@ -1,0 +1,227 @@
+"""The disk tier: slice files under ``cache.disk_path``, bounded by ``cache.disk_bytes``.
+
+All file I/O runs in worker threads, never on the event loop. The index (slice name -> file
+size, in the configured policy's order) lives in memory and is rebuilt from the files at
+startup, in the background: until it is complete, a slice missing from the index is looked
+for on disk before it counts as a miss, so a restarted node serves disk hits at once.
+
+Several worker processes can share one folder. Each owns the slices whose name hashes to it
+(``worker`` of ``workers``) and alone writes, indexes and evicts those, within its share of
+the byte budget; every worker reads every slice, since a file's place follows from its name.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from cachetools import Cache
+
+from edge import metrics
+from edge.policies import make_cache
+from edge.slice_files import (
+    SLICES_DIR,
+    TMP_DIR,
+    decode,
+    encode,
+    read_file,
+    slice_name,
+    slice_path,
+    write_atomically,
+)
+
+log = logging.getLogger(__name__)
+
+TIER = "disk"
+
+
+class DiskTier:
+    def __init__(
+        self,
+        root: Path,
+        max_bytes: int,
+        slice_bytes: int,
+        policy: str,
+        *,
+        worker: int = 0,
+        workers: int = 1,
+    ) -> None:
+        self.root = root
+        self.slice_bytes = slice_bytes
+        self.max_bytes = max_bytes // workers  # this worker's share of the budget
+        self.worker, self.workers = worker, workers
+        self._index: Cache[str, int] = make_cache(policy, max(self.max_bytes, 1), getsizeof=int)
+        self._writing: set[str] = set()  # reserved in the index, file not in place yet
+        self.rebuilt = asyncio.Event()
+        self.rebuild_seconds: float | None = None
+        self._tmp_prefix = f"w{worker}-"
+
+    # --- lookups ----------------------------------------------------------------------------
+
+    def name(self, object_key: str, index: int) -> str:
+        return slice_name(object_key, self.slice_bytes, index)
+
+    def _owns(self, name: str) -> bool:
+        return int(name[:8], 16) % self.workers == self.worker
+
+    async def holds(self, object_key: str, index: int) -> bool:
+        """Whether the slice is on disk (as far as can be told without reading it)."""
+        name = self.name(object_key, index)
+        if name in self._index:
+            return True
+        if self.rebuilt.is_set() and self._owns(name):
+            return False  # the index knows every slice this worker owns
+        return await asyncio.to_thread(slice_path(self.root, name).exists)
+
+    async def get(self, object_key: str, index: int, length: int) -> bytes | None:
+        """The slice's verified bytes, or None (a damaged file is deleted on the way)."""
+        name = self.name(object_key, index)
+        raw = await asyncio.to_thread(read_file, slice_path(self.root, name))
+        data = None if raw is None else decode(raw, object_key, index, length)
+        if raw is None or data is None:
+            metrics.CACHE_LOOKUPS.labels(TIER, "miss").inc()
+            if raw is None and name not in self._writing:
+                self._index.pop(name, None)  # the file went away: forget it
+                self._publish_size()
+            elif raw is not None:
+                metrics.DISK_DAMAGED.inc()
+                log.warning("dropping damaged slice file %s", name)
+                await self._drop(name)
+            return None
+        metrics.CACHE_LOOKUPS.labels(TIER, "hit").inc()
+        if self._owns(name):
+            if name in self._index:
+                self._index[name]  # a use, for the policy
+            else:
+                await self._admit(name, len(raw))
+        return data
+
+    # --- writes -----------------------------------------------------------------------------
+
+    async def put(self, object_key: str, index: int, data: bytes) -> None:
+        """Store a slice fetched from the origin, if this worker owns it and it fits."""
+        name = self.name(object_key, index)
+        if not self._owns(name) or name in self._index:
+            return
+        blob = encode(object_key, index, data)
+        if len(blob) > self.max_bytes:
+            metrics.CACHE_REFUSED.labels(TIER).inc()
+            return
+        # Choose victims and reserve the space before the first await, so concurrent writes
+        # never overcommit the budget. Until the file is in place a lookup finds no file: a miss.
+        victims = self._make_room(len(blob))
+        self._index[name] = len(blob)
+        self._writing.add(name)
+        self._publish_size()
+        try:
+            if victims:
+                await asyncio.to_thread(self._unlink_all, victims)
+            await asyncio.to_thread(write_atomically, self.root, name, blob, self._tmp_prefix)
+            if name not in self._index:  # evicted while it was being written
+                await asyncio.to_thread(self._unlink_all, [name])
+        except OSError as exc:  # a full or failing disk: keep serving without it
+            self._index.pop(name, None)
+            self._publish_size()
+            metrics.CACHE_REFUSED.labels(TIER).inc()
+            log.warning("cannot write slice file %s: %s", name, exc.strerror)
+        finally:
+            self._writing.discard(name)
+
+    async def _admit(self, name: str, size: int) -> None:
+        """Index a valid file found on disk that the index did not know (during a rebuild)."""
+        if size > self.max_bytes:
+            return
+        victims = self._make_room(size)
+        self._index[name] = size
+        self._publish_size()
+        if victims:
+            await asyncio.to_thread(self._unlink_all, victims)
+
+    def _make_room(self, size: int) -> list[str]:
+        """Take victims out of the index until ``size`` more bytes fit; their files are for
+        the caller to delete."""
+        victims = []
+        while self._index and self._index.currsize + size > self.max_bytes:
+            victims.append(self._index.popitem()[0])
+        if victims:
+            metrics.CACHE_EVICTIONS.labels(TIER).inc(len(victims))
+        return victims
+
+    def _unlink_all(self, names: list[str]) -> None:
+        for name in names:
+            with contextlib.suppress(FileNotFoundError):
+                slice_path(self.root, name).unlink()
+
+    async def _drop(self, name: str) -> None:
+        self._index.pop(name, None)
+        await asyncio.to_thread(self._unlink_all, [name])
+        self._publish_size()
+
+    def _publish_size(self) -> None:
+        metrics.CACHE_BYTES.labels(TIER).set(self._index.currsize)
+        metrics.CACHE_OBJECTS.labels(TIER).set(len(self._index))
+
+    # --- startup ----------------------------------------------------------------------------
+
+    async def rebuild(self) -> None:
+        """Index this worker's slice files (oldest first) and clear its leftover temp files."""
+        started = time.monotonic()
+        try:
+            found = await asyncio.to_thread(self._scan)
+            excess = []
+            for name, size, _ in sorted(found, key=lambda entry: entry[2]):
+                if name in self._index:
+                    continue  # indexed by a request while the scan ran
+                if size > self.max_bytes:
+                    excess.append(name)
+                    continue
+                while self._index and self._index.currsize + size > self.max_bytes:
+                    excess.append(self._index.popitem()[0])  # e.g. after disk_bytes shrank
+                self._index[name] = size
+            if excess:
+                await asyncio.to_thread(self._unlink_all, excess)
+            self._publish_size()
+        finally:
+            self.rebuild_seconds = time.monotonic() - started
+            metrics.DISK_REBUILD_SECONDS.set(self.rebuild_seconds)
+            self.rebuilt.set()
+        log.info(
+            "disk index rebuilt: %d slices, %d bytes in %.2f s",
+            len(self._index),
+            self._index.currsize,
+            self.rebuild_seconds,
+        )
+
+    def _scan(self) -> list[tuple[str, int, float]]:
+        for leftover in self._own_temp_files():
+            with contextlib.suppress(FileNotFoundError):
+                leftover.unlink()
+        found = []
+        slices = self.root / SLICES_DIR
+        slices.mkdir(parents=True, exist_ok=True)
+        for bucket in os.scandir(slices):
+            if not bucket.is_dir():
+                continue
+            for entry in os.scandir(bucket.path):
+                if len(entry.name) == 32 and self._owns(entry.name):
+                    with contextlib.suppress(FileNotFoundError):
+                        stat = entry.stat()
+                        found.append((entry.name, stat.st_size, stat.st_mtime))
+        return found
+
+    def _own_temp_files(self) -> Iterator[Path]:
+        tmp = self.root / TMP_DIR
+        if tmp.is_dir():
+            yield from tmp.glob(f"{self._tmp_prefix}*")
+
+    @property
+    def bytes_held(self) -> int:
+        return int(self._index.currsize)
+
+    def __len__(self) -> int:
+        return len(self._index)
