@@ -55,19 +55,25 @@ class DiskTier:
         self.slice_bytes = slice_bytes
         self.max_bytes = max_bytes // workers  # this worker's share of the budget
         self.worker, self.workers = worker, workers
-        self._index: Cache[str, int] = make_cache(policy, max(self.max_bytes, 1), getsizeof=int)
-        self._writing: set[str] = set()  # reserved in the index, file not in place yet
+        # Index memory per slice matters (millions of slices): 16-byte names, one shared int
+        # object per distinct size.
+        self._index: Cache[bytes, int] = make_cache(policy, max(self.max_bytes, 1), getsizeof=int)
+        self._size_objects: dict[int, int] = {}
+        self._writing: set[bytes] = set()  # reserved in the index, file not in place yet
         self.rebuilt = asyncio.Event()
         self.rebuild_seconds: float | None = None
         self._tmp_prefix = f"w{worker}-"
 
     # --- lookups ----------------------------------------------------------------------------
 
-    def name(self, object_key: str, index: int) -> str:
+    def name(self, object_key: str, index: int) -> bytes:
         return slice_name(object_key, self.slice_bytes, index)
 
-    def _owns(self, name: str) -> bool:
-        return int(name[:8], 16) % self.workers == self.worker
+    def _owns(self, name: bytes) -> bool:
+        return int.from_bytes(name[:4], "big") % self.workers == self.worker
+
+    def _size(self, size: int) -> int:
+        return self._size_objects.setdefault(size, size)
 
     async def holds(self, object_key: str, index: int) -> bool:
         """Whether the slice is on disk (as far as can be told without reading it)."""
@@ -90,7 +96,7 @@ class DiskTier:
                 self._publish_size()
             elif raw is not None:
                 metrics.DISK_DAMAGED.inc()
-                log.warning("dropping damaged slice file %s", name)
+                log.warning("dropping damaged slice file %s", name.hex())
                 await self._drop(name)
             return None
         metrics.CACHE_LOOKUPS.labels(TIER, "hit").inc()
@@ -115,7 +121,7 @@ class DiskTier:
         # Choose victims and reserve the space before the first await, so concurrent writes
         # never overcommit the budget. Until the file is in place a lookup finds no file: a miss.
         victims = self._make_room(len(blob))
-        self._index[name] = len(blob)
+        self._index[name] = self._size(len(blob))
         self._writing.add(name)
         self._publish_size()
         try:
@@ -128,21 +134,21 @@ class DiskTier:
             self._index.pop(name, None)
             self._publish_size()
             metrics.CACHE_REFUSED.labels(TIER).inc()
-            log.warning("cannot write slice file %s: %s", name, exc.strerror)
+            log.warning("cannot write slice file %s: %s", name.hex(), exc.strerror)
         finally:
             self._writing.discard(name)
 
-    async def _admit(self, name: str, size: int) -> None:
+    async def _admit(self, name: bytes, size: int) -> None:
         """Index a valid file found on disk that the index did not know (during a rebuild)."""
         if size > self.max_bytes:
             return
         victims = self._make_room(size)
-        self._index[name] = size
+        self._index[name] = self._size(size)
         self._publish_size()
         if victims:
             await asyncio.to_thread(self._unlink_all, victims)
 
-    def _make_room(self, size: int) -> list[str]:
+    def _make_room(self, size: int) -> list[bytes]:
         """Take victims out of the index until ``size`` more bytes fit; their files are for
         the caller to delete."""
         victims = []
@@ -152,12 +158,12 @@ class DiskTier:
             metrics.CACHE_EVICTIONS.labels(TIER).inc(len(victims))
         return victims
 
-    def _unlink_all(self, names: list[str]) -> None:
+    def _unlink_all(self, names: list[bytes]) -> None:
         for name in names:
             with contextlib.suppress(FileNotFoundError):
                 slice_path(self.root, name).unlink()
 
-    async def _drop(self, name: str) -> None:
+    async def _drop(self, name: bytes) -> None:
         self._index.pop(name, None)
         await asyncio.to_thread(self._unlink_all, [name])
         self._publish_size()
@@ -182,7 +188,7 @@ class DiskTier:
                     continue
                 while self._index and self._index.currsize + size > self.max_bytes:
                     excess.append(self._index.popitem()[0])  # e.g. after disk_bytes shrank
-                self._index[name] = size
+                self._index[name] = self._size(size)
             if excess:
                 await asyncio.to_thread(self._unlink_all, excess)
             self._publish_size()
@@ -197,7 +203,7 @@ class DiskTier:
             self.rebuild_seconds,
         )
 
-    def _scan(self) -> list[tuple[str, int, float]]:
+    def _scan(self) -> list[tuple[bytes, int, float]]:
         for leftover in self._own_temp_files():
             with contextlib.suppress(FileNotFoundError):
                 leftover.unlink()
@@ -208,10 +214,14 @@ class DiskTier:
             if not bucket.is_dir():
                 continue
             for entry in os.scandir(bucket.path):
-                if len(entry.name) == 32 and self._owns(entry.name):
+                try:
+                    name = bytes.fromhex(entry.name)
+                except ValueError:
+                    continue  # not a slice file
+                if len(name) == 16 and self._owns(name):
                     with contextlib.suppress(FileNotFoundError):
                         stat = entry.stat()
-                        found.append((entry.name, stat.st_size, stat.st_mtime))
+                        found.append((name, stat.st_size, stat.st_mtime))
         return found
 
     def _own_temp_files(self) -> Iterator[Path]:

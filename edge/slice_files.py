@@ -24,13 +24,15 @@ SLICES_DIR = "slices"
 TMP_DIR = "tmp"
 
 
-def slice_name(object_key: str, slice_bytes: int, index: int) -> str:
+def slice_name(object_key: str, slice_bytes: int, index: int) -> bytes:
+    """16 bytes: compact enough to be the disk index's key; in hex, the file's name."""
     digest = hashlib.blake2b(f"{object_key}\0{slice_bytes}\0{index}".encode(), digest_size=16)
-    return digest.hexdigest()
+    return digest.digest()
 
 
-def slice_path(root: Path, name: str) -> Path:
-    return root / SLICES_DIR / name[:2] / name
+def slice_path(root: Path, name: bytes) -> Path:
+    text = name.hex()
+    return root / SLICES_DIR / text[:2] / text
 
 
 def encode(object_key: str, index: int, data: bytes) -> bytes:
@@ -58,10 +60,10 @@ def decode(raw: bytes, object_key: str, index: int, expected_length: int) -> byt
     return data if zlib.crc32(data) == crc else None
 
 
-def write_atomically(root: Path, name: str, blob: bytes, tmp_prefix: str) -> None:
+def write_atomically(root: Path, name: bytes, blob: bytes, tmp_prefix: str) -> None:
     """Write ``blob`` as the slice file ``name``: a temporary file, then a rename."""
     final = slice_path(root, name)
-    tmp = root / TMP_DIR / f"{tmp_prefix}{name}.{os.getpid()}"
+    tmp = root / TMP_DIR / f"{tmp_prefix}{name.hex()}.{os.getpid()}"
     tmp.parent.mkdir(parents=True, exist_ok=True)
     with tmp.open("wb") as fh:
         fh.write(blob)

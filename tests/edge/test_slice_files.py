@@ -35,7 +35,7 @@ def test_names_depend_on_key_slice_size_and_index() -> None:
         slice_name("k2", 262_144, 0),
     }
     assert len(names) == 4
-    assert all(len(name) == 32 for name in names)
+    assert all(len(name) == 16 for name in names)
 
 
 def test_atomic_write_leaves_no_temporary_file(tmp_path: Path) -> None:
