@@ -23,6 +23,7 @@ from origin.s3 import open_s3_client
 
 SETTINGS = web.AppKey("settings", Settings)
 READY = web.AppKey("ready", list[bool])  # a one-element box: flipped by startup and shutdown
+WORKER = web.AppKey("worker", tuple[int, int])  # (this worker's index, how many there are)
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -43,6 +44,7 @@ async def readyz(request: web.Request) -> web.Response:
 
 async def _origin_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
+    worker, workers = app[WORKER]
     async with open_s3_client(settings.origin) as client:
         origin = Origin(client, settings.origin.bucket)
         app[tracks.MANIFESTS] = ManifestStore(
@@ -52,11 +54,16 @@ async def _origin_ctx(app: web.Application) -> AsyncIterator[None]:
         disk = None
         if cache.disk_bytes > 0:
             disk = DiskTier(
-                Path(cache.disk_path), cache.disk_bytes, cache.slice_bytes, cache.policy
+                Path(cache.disk_path),
+                cache.disk_bytes,
+                cache.slice_bytes,
+                cache.policy,
+                worker=worker,
+                workers=workers,
             )
-        store = SliceStore(
-            origin, MemoryTier(cache.memory_bytes, cache.policy), cache.slice_bytes, disk
-        )
+        # cache.memory_bytes is the node's: each worker process gets its share.
+        memory = MemoryTier(cache.memory_bytes // workers, cache.policy)
+        store = SliceStore(origin, memory, cache.slice_bytes, disk)
         app[tracks.SLICES] = store
         rebuild = asyncio.create_task(disk.rebuild()) if disk is not None else None
         app[READY][0] = True
@@ -72,9 +79,10 @@ async def _not_ready_on_shutdown(app: web.Application) -> None:
     app[READY][0] = False
 
 
-def create_app(settings: Settings) -> web.Application:
+def create_app(settings: Settings, *, worker: int = 0, workers: int = 1) -> web.Application:
     app = web.Application(middlewares=MIDDLEWARES)
     app[SETTINGS] = settings
+    app[WORKER] = (worker, workers)
     app[READY] = [False]
     app[tracks.MANIFEST_TTL] = settings.edge.manifest_ttl_s
     app.cleanup_ctx.append(_origin_ctx)

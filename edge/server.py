@@ -9,6 +9,7 @@ from aiohttp import web
 
 from edge.app import create_app
 from edge.settings import Settings
+from edge.workers import Supervisor, worker_count
 
 log = logging.getLogger("edge")
 
@@ -32,12 +33,10 @@ def new_event_loop() -> asyncio.AbstractEventLoop:
 
 
 def serve(settings: Settings, *, print_urls: bool = True) -> None:
-    if settings.server.workers != 1:
-        log.warning(
-            "server.workers=%d: this release serves from one process; multi-process serving "
-            "comes with the shared disk tier",
-            settings.server.workers,
-        )
+    count = worker_count(settings)
+    if count > 1:
+        Supervisor(settings, count).run(print_urls=print_urls)
+        return
     web.run_app(
         create_app(settings),
         host=settings.server.host,

@@ -1,0 +1,142 @@
+"""Several worker processes on one port: a small supervisor and the workers it spawns.
+
+Each worker is a fresh interpreter (the ``spawn`` start method) running the whole edge app
+on its own socket bound with SO_REUSEPORT, so the kernel spreads connections across them.
+Workers share the disk tier (each owns a hash partition of it, see ``edge.disk_tier``) and
+report metrics through prometheus-client's multiprocess mode, in a folder the supervisor
+creates before spawning them, so ``/metrics`` on any worker adds all of them up.
+
+SIGTERM or SIGINT to the supervisor is passed on: each worker stops accepting, drains its
+in-flight requests (up to ``DRAIN_S``), and exits. A worker that dies otherwise is replaced.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import multiprocessing
+import os
+import shutil
+import signal
+import socket
+import tempfile
+import time
+from dataclasses import replace
+from multiprocessing.process import BaseProcess
+from types import FrameType
+
+from edge.settings import Settings
+
+log = logging.getLogger("edge.workers")
+
+DRAIN_S = 10.0
+RESTART_PAUSE_S = 1.0  # between replacing a worker that died and replacing it again
+
+
+def worker_count(settings: Settings) -> int:
+    return settings.server.workers or os.cpu_count() or 1
+
+
+def _worker_main(settings: Settings, index: int, count: int) -> None:
+    """The body of one worker process (imported afresh, after the metrics folder is set)."""
+    from aiohttp import web  # noqa: PLC0415 - a fresh process
+
+    from edge.app import create_app  # noqa: PLC0415
+    from edge.server import ACCESS_LOG_FORMAT, configure_logging, new_event_loop  # noqa: PLC0415
+
+    configure_logging()
+    web.run_app(
+        create_app(settings, worker=index, workers=count),
+        host=settings.server.host,
+        port=settings.server.port,
+        reuse_port=True,
+        access_log_format=ACCESS_LOG_FORMAT,
+        print=None,
+        shutdown_timeout=DRAIN_S,
+        loop=new_event_loop(),
+    )
+
+
+def _free_port(host: str) -> int:
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        probe.bind((host, 0))
+        return int(probe.getsockname()[1])
+
+
+class Supervisor:
+    def __init__(self, settings: Settings, count: int) -> None:
+        if settings.server.port == 0:  # every worker must bind the same port
+            port = _free_port(settings.server.host)
+            settings = replace(settings, server=replace(settings.server, port=port))
+        self.settings = settings
+        self.count = count
+        self._context = multiprocessing.get_context("spawn")
+        self._workers: dict[int, BaseProcess] = {}
+        self._stopping = False
+        self._metrics_dir = ""
+
+    def run(self, *, print_urls: bool = True) -> None:
+        self._metrics_dir = tempfile.mkdtemp(prefix="encore-metrics-")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = self._metrics_dir
+        previous = {
+            signum: signal.signal(signum, self._stop) for signum in (signal.SIGTERM, signal.SIGINT)
+        }
+        try:
+            for index in range(self.count):
+                self._start(index)
+            if print_urls:
+                server = self.settings.server
+                print(f"======== Running on http://{server.host}:{server.port} "
+                      f"({self.count} workers) ========", flush=True)  # fmt: skip
+            self._watch()
+        finally:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+            self._stop_all()
+            shutil.rmtree(self._metrics_dir, ignore_errors=True)
+
+    def _start(self, index: int) -> None:
+        process = self._context.Process(
+            target=_worker_main,
+            args=(self.settings, index, self.count),
+            name=f"encore-edge-worker-{index}",
+        )
+        process.start()
+        self._workers[index] = process
+        log.info("worker %d started (pid %s)", index, process.pid)
+
+    def _watch(self) -> None:
+        last_restart: dict[int, float] = {}
+        while not self._stopping:
+            for index, process in list(self._workers.items()):
+                process.join(timeout=0.2)
+                if process.is_alive() or self._stopping:
+                    continue
+                log.error("worker %d (pid %s) exited with %s", index, process.pid, process.exitcode)
+                self._forget_metrics(process.pid)
+                if time.monotonic() - last_restart.get(index, 0.0) < RESTART_PAUSE_S:
+                    time.sleep(RESTART_PAUSE_S)
+                last_restart[index] = time.monotonic()
+                self._start(index)
+
+    def _forget_metrics(self, pid: int | None) -> None:
+        if pid is None:
+            return
+        from prometheus_client import multiprocess  # noqa: PLC0415
+
+        multiprocess.mark_process_dead(pid, self._metrics_dir)  # type: ignore[no-untyped-call]
+
+    def _stop(self, signum: int, frame: FrameType | None) -> None:
+        self._stopping = True
+
+    def _stop_all(self) -> None:
+        for process in self._workers.values():
+            if process.is_alive() and process.pid is not None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(process.pid, signal.SIGTERM)  # drain, then exit
+        deadline = time.monotonic() + DRAIN_S + 5
+        for process in self._workers.values():
+            process.join(timeout=max(deadline - time.monotonic(), 0))
+            if process.is_alive():
+                process.kill()
+                process.join()

@@ -1,0 +1,231 @@
+"""Several worker processes behind one port, as ``encore-edge serve`` runs them: one disk
+tier, metrics added up, graceful drain on SIGTERM, and workers killed mid-write."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import http.client
+import os
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from edge.slice_files import _HEADER, decode
+from origin.local_s3 import free_port
+from tests.conftest import TEST_SLICE_BYTES, Catalog, S3Target
+from tests.support.tcp_proxy import TcpProxy
+
+
+@dataclass
+class Node:
+    url: str
+    process: subprocess.Popen[bytes]
+    cache: Path
+
+    def get(self, path: str, range_: str | None = None) -> tuple[int, bytes, dict[str, str]]:
+        headers = {"Range": range_} if range_ else {}
+        request = urllib.request.Request(self.url + path, headers=headers)
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, response.read(), dict(response.headers)
+
+    def workers(self) -> list[int]:
+        """Pids of the worker processes (not multiprocessing's resource tracker)."""
+        children = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children")
+        pids = [int(pid) for pid in children.read_text().split()]
+        return [pid for pid in pids if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()]
+
+    def metric(self, name: str, **labels: str) -> float:
+        _, body, _ = self.get("/metrics")
+        total = 0.0
+        for family in text_string_to_metric_families(body.decode()):
+            for sample in family.samples:
+                if sample.name == name and all(
+                    sample.labels.get(k) == v for k, v in labels.items()
+                ):
+                    total += sample.value
+        return total
+
+
+def _wait_ready(node: Node, timeout_s: float = 30) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        assert node.process.poll() is None, "edge exited early"
+        try:
+            if node.get("/readyz")[0] == 200:
+                return
+        except OSError:
+            pass
+        time.sleep(0.1)
+    raise AssertionError("edge did not become ready")
+
+
+@pytest.fixture
+def start_node(tmp_path: Path, s3: S3Target) -> Iterator[Callable[..., Node]]:
+    started: list[Node] = []
+
+    def start(
+        origin_url: str | None = None,
+        disk_bytes: str = "256MiB",
+        memory_bytes: str = "8MiB",
+        workers: int = 2,
+    ) -> Node:
+        port = free_port()
+        cache = tmp_path / "cache"
+        config = tmp_path / f"edge-{port}.toml"
+        config.write_text(
+            f'[server]\nhost = "127.0.0.1"\nport = {port}\nworkers = {workers}\n'
+            f'[origin]\nendpoint_url = "{origin_url or s3.endpoint_url}"\nbucket = "{s3.bucket}"\n'
+            f'[cache]\nslice_bytes = "{TEST_SLICE_BYTES}"\nmemory_bytes = "{memory_bytes}"\n'
+            f'disk_path = "{cache}"\ndisk_bytes = "{disk_bytes}"\n'
+            '[edge]\nregion = "SE"\n'
+        )
+        process = subprocess.Popen(
+            [sys.executable, "-m", "edge", "serve", "--config", str(config)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        node = Node(f"http://127.0.0.1:{port}", process, cache)
+        started.append(node)
+        _wait_ready(node)
+        return node
+
+    yield start
+    for node in started:
+        if node.process.poll() is None:
+            node.process.send_signal(signal.SIGTERM)
+            try:
+                node.process.wait(30)
+            except subprocess.TimeoutExpired:
+                node.process.kill()
+
+
+def _slice_files(cache: Path) -> list[Path]:
+    return [p for p in (cache / "slices").glob("*/*") if p.is_file()]
+
+
+def _valid(path: Path) -> bool:
+    """A slice file that verifies against its own header (or was evicted meanwhile)."""
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        return True
+    if len(raw) < _HEADER.size:
+        return False
+    _, _, key_length, index, length, _ = _HEADER.unpack_from(raw)
+    key = raw[_HEADER.size : _HEADER.size + key_length].decode(errors="replace")
+    return decode(raw, key, index, length) is not None
+
+
+def test_two_workers_serve_the_same_cold_slices_correctly(
+    catalog: Catalog, start_node: Callable[..., Node]
+) -> None:
+    node = start_node(disk_bytes=str(20 * (TEST_SLICE_BYTES + 200)))
+    assert len(node.workers()) == 2
+    tracks = []
+    for _ in range(3):
+        data = os.urandom(10 * TEST_SLICE_BYTES + 123)
+        tracks.append((catalog.publish({"160": data}).track_id, data))
+    requests = [random.Random(n).choice(tracks) for n in range(120)]
+
+    def fetch(item: tuple[str, bytes]) -> bool:
+        track_id, data = item
+        start = random.randrange(len(data) - 1)
+        end = min(start + 3 * TEST_SLICE_BYTES, len(data) - 1)
+        status, body, _ = node.get(f"/v1/tracks/{track_id}/160", f"bytes={start}-{end}")
+        return status == 206 and body == data[start : end + 1]
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=16) as pool:
+        assert all(pool.map(fetch, requests))
+    time.sleep(1)  # background disk writes
+    files = _slice_files(node.cache)
+    assert files
+    assert all(_valid(path) for path in files)
+    assert sum(p.stat().st_size for p in files) <= 20 * (TEST_SLICE_BYTES + 200)
+    # Both workers' counters are on /metrics, whichever worker answers.
+    assert node.metric("encore_requests_total", route="rendition", status="206") == len(requests)
+
+
+def test_sigterm_drains_in_flight_requests(
+    catalog: Catalog, s3: S3Target, start_node: Callable[..., Node]
+) -> None:
+    host, port = s3.host_port
+    proxy = TcpProxy(host, port).start()
+    try:
+        node = start_node(origin_url=proxy.url)
+        data = os.urandom(2 * TEST_SLICE_BYTES)
+        track_id = catalog.publish({"160": data}).track_id
+        node.get(f"/v1/tracks/{track_id}")  # manifest cached in one worker at least
+        proxy.faults.latency_s = 1.5
+        result: dict[str, tuple[int, bytes, dict[str, str]]] = {}
+
+        def slow_request() -> None:
+            result["reply"] = node.get(f"/v1/tracks/{track_id}/160")
+
+        thread = threading.Thread(target=slow_request)
+        thread.start()
+        time.sleep(0.5)  # the request is in flight, waiting on the slow origin
+        node.process.send_signal(signal.SIGTERM)
+        thread.join(30)
+        status, body, _ = result["reply"]
+        assert (status, body) == (200, data)
+        assert node.process.wait(30) == 0
+    finally:
+        proxy.stop()
+
+
+def test_workers_killed_mid_write_never_leave_a_damaged_slice(
+    catalog: Catalog, start_node: Callable[..., Node]
+) -> None:
+    # Tiny tiers, so slices keep being evicted and written again while workers are killed.
+    node = start_node(disk_bytes=str(40 * (TEST_SLICE_BYTES + 200)), memory_bytes="64KiB")
+    tracks = []
+    for _ in range(4):
+        data = os.urandom(30 * TEST_SLICE_BYTES)
+        tracks.append((catalog.publish({"160": data}).track_id, data))
+    stop = threading.Event()
+    wrong: list[str] = []
+
+    def load() -> None:
+        rng = random.Random(1)
+        while not stop.is_set():
+            track_id, data = rng.choice(tracks)
+            try:
+                status, body, _ = node.get(f"/v1/tracks/{track_id}/160")
+            except (OSError, http.client.HTTPException):
+                continue  # the worker answering was killed: the client sees a failed transfer
+            if status == 200 and body != data:
+                wrong.append(track_id)
+
+    first_pids = set(node.workers())
+    loaders = [threading.Thread(target=load) for _ in range(4)]
+    for thread in loaders:
+        thread.start()
+    try:
+        for _ in range(8):
+            time.sleep(0.3)
+            pids = node.workers()
+            if pids:
+                os.kill(random.choice(pids), signal.SIGKILL)
+    finally:
+        stop.set()
+        for thread in loaders:
+            thread.join(30)
+    assert wrong == []  # a body that arrived whole was right
+    _wait_ready(node)
+    for track_id, data in tracks:  # and afterwards everything served is right
+        for _ in range(2):
+            assert node.get(f"/v1/tracks/{track_id}/160")[1] == data
+    assert all(_valid(path) for path in _slice_files(node.cache))
+    survivors = node.workers()
+    assert len(survivors) == 2  # every killed worker was replaced
+    assert set(survivors) != first_pids
