@@ -81,8 +81,12 @@ class DiskTier:
         if name in self._index:
             return True
         if self.rebuilt.is_set() and self._owns(name):
-            return False  # the index knows every slice this worker owns
-        return await asyncio.to_thread(slice_path(self.root, name).exists)
+            found = False  # the index knows every slice this worker owns
+        else:
+            found = await asyncio.to_thread(slice_path(self.root, name).exists)
+        if not found:
+            metrics.CACHE_LOOKUPS.labels(TIER, "miss").inc()
+        return found
 
     async def get(self, object_key: str, index: int, length: int) -> bytes | None:
         """The slice's verified bytes, or None (a damaged file is deleted on the way)."""

@@ -4,9 +4,12 @@ byte bound holds, and a disk too small for anything leaves the node serving."""
 from __future__ import annotations
 
 import os
+import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
+
+import pytest
 
 from tests.conftest import TEST_SLICE_BYTES, Catalog
 from tests.support.edge_server import EdgeServer
@@ -130,3 +133,50 @@ def test_leftover_temporary_files_are_cleaned_at_startup(
     edge = start_edge(cache=_disk(tmp_path))
     _wait_ready(edge)
     assert not leftover.exists()
+
+
+def test_a_failing_disk_leaves_the_node_serving(
+    tmp_path: Path, catalog: Catalog, start_edge: Callable[..., EdgeServer]
+) -> None:
+    (tmp_path / "tmp").write_bytes(b"a file where the temp folder should be")  # writes fail
+    data = os.urandom(3 * TEST_SLICE_BYTES)
+    track = catalog.publish({"160": data}).track_id
+    edge = start_edge(cache=_disk(tmp_path))
+    _wait_ready(edge)
+    refused_before = _sample(edge, "encore_cache_admissions_refused_total", tier="disk")
+    for _ in range(2):
+        assert edge.get(f"/v1/tracks/{track}/160").body == data
+    time.sleep(0.3)
+    assert _sample(edge, "encore_cache_admissions_refused_total", tier="disk") > refused_before
+
+
+@pytest.fixture
+def tiny_tmpfs(tmp_path: Path) -> Iterator[Path]:
+    """A 256 KiB tmpfs: a disk that really fills up. Needs root (mount)."""
+    mountpoint = tmp_path / "tmpfs"
+    mountpoint.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mountpoint)],
+        capture_output=True,
+        check=False,
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
+    try:
+        yield mountpoint
+    finally:
+        subprocess.run(["umount", "-l", str(mountpoint)], check=False)
+
+
+def test_a_full_disk_leaves_the_node_serving(
+    tiny_tmpfs: Path, catalog: Catalog, start_edge: Callable[..., EdgeServer]
+) -> None:
+    edge = start_edge(cache={**_disk(tiny_tmpfs, 1024**3), "memory_bytes": 0})
+    _wait_ready(edge)
+    for _ in range(3):  # 30 slices: far more than 256 KiB
+        data = os.urandom(10 * TEST_SLICE_BYTES)
+        track = catalog.publish({"160": data}).track_id
+        for _ in range(2):
+            assert edge.get(f"/v1/tracks/{track}/160").body == data
+    time.sleep(0.3)
+    assert sum(p.stat().st_size for p in _slice_files(tiny_tmpfs)) <= 256 * 1024
