@@ -5,9 +5,12 @@ size, in the configured policy's order) lives in memory and is rebuilt from the 
 startup, in the background: until it is complete, a slice missing from the index is looked
 for on disk before it counts as a miss, so a restarted node serves disk hits at once.
 
-Several worker processes can share one folder. Each owns the slices whose name hashes to it
-(``worker`` of ``workers``) and alone writes, indexes and evicts those, within its share of
-the byte budget; every worker reads every slice, since a file's place follows from its name.
+Several worker processes can share one folder, each within its share of the byte budget.
+A worker indexes, and alone evicts, the slice files it wrote; after a restart each indexes
+the files whose name hashes to it (``worker`` of ``workers``). Every worker reads every
+slice, since a file's place follows from its name. A worker writes a slice only if no file
+is there yet; if two race, both count the file (the bound errs on the safe side), and when
+one deletes it the other notices at its next lookup.
 """
 
 from __future__ import annotations
@@ -80,10 +83,8 @@ class DiskTier:
         name = self.name(object_key, index)
         if name in self._index:
             return True
-        if self.rebuilt.is_set() and self._owns(name):
-            found = False  # the index knows every slice this worker owns
-        else:
-            found = await asyncio.to_thread(slice_path(self.root, name).exists)
+        # Another worker may have written it (or, before the rebuild ends, a previous run).
+        found = await asyncio.to_thread(slice_path(self.root, name).exists)
         if not found:
             metrics.CACHE_LOOKUPS.labels(TIER, "miss").inc()
         return found
@@ -104,20 +105,23 @@ class DiskTier:
                 await self._drop(name)
             return None
         metrics.CACHE_LOOKUPS.labels(TIER, "hit").inc()
-        if self._owns(name):
-            if name in self._index:
-                self._index[name]  # a use, for the policy
-            else:
-                await self._admit(name, len(raw))
+        if name in self._index:
+            self._index[name]  # a use, for the policy
+        elif not self.rebuilt.is_set() and self._owns(name):
+            await self._admit(name, len(raw))  # found before the rebuild reached it
         return data
 
     # --- writes -----------------------------------------------------------------------------
 
     async def put(self, object_key: str, index: int, data: bytes) -> None:
-        """Store a slice fetched from the origin, if this worker owns it and it fits."""
+        """Store a slice fetched from the origin, unless it is on disk already or too big."""
         name = self.name(object_key, index)
-        if not self._owns(name) or name in self._index:
+        if name in self._index or name in self._writing:
             return
+        if await asyncio.to_thread(slice_path(self.root, name).exists):
+            return  # another worker wrote it: it counts it
+        if name in self._index or name in self._writing:
+            return  # this worker started the same write meanwhile
         blob = encode(object_key, index, data)
         if len(blob) > self.max_bytes:
             metrics.CACHE_REFUSED.labels(TIER).inc()

@@ -155,6 +155,29 @@ def test_two_workers_serve_the_same_cold_slices_correctly(
     assert node.metric("encore_requests_total", route="rendition", status="206") == len(requests)
 
 
+def test_restart_keeps_hits_for_every_worker(
+    catalog: Catalog, start_node: Callable[..., Node]
+) -> None:
+    data = os.urandom(12 * TEST_SLICE_BYTES)
+    track_id = catalog.publish({"160": data}).track_id
+    first = start_node()
+    assert first.get(f"/v1/tracks/{track_id}/160")[1] == data  # one worker fetches it all
+    deadline = time.monotonic() + 10
+    while len(_slice_files(first.cache)) < 12 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert len(_slice_files(first.cache)) == 12  # whichever worker the slice hashes to
+    first.process.send_signal(signal.SIGTERM)
+    assert first.process.wait(30) == 0
+
+    second = start_node()
+    status, body, headers = second.get(f"/v1/tracks/{track_id}/160", "bytes=0-")
+    assert (status, body) == (206, data)
+    assert (headers["X-Cache"], headers["X-Cache-Tier"]) == ("HIT", "disk")
+    for _ in range(4):  # new connections: likely both workers answer at least once
+        status, body, headers = second.get(f"/v1/tracks/{track_id}/160", "bytes=0-")
+        assert (status, body, headers["X-Cache"]) == (206, data, "HIT")
+
+
 def test_sigterm_drains_in_flight_requests(
     catalog: Catalog, s3: S3Target, start_node: Callable[..., Node]
 ) -> None:
