@@ -176,7 +176,8 @@ def main() -> None:
             config.write_text(
                 f'[server]\nhost = "127.0.0.1"\nport = {edge_port}\nworkers = 1\n'
                 f'[origin]\nendpoint_url = "{s3.endpoint_url}"\nbucket = "{BUCKET}"\n'
-                '[cache]\nmemory_bytes = "256MiB"\n[edge]\nregion = "SE"\n'
+                f'[cache]\nmemory_bytes = "256MiB"\ndisk_path = "{tmp / "cache"}"\n'
+                '[edge]\nregion = "SE"\n'
             )
             env = {**os.environ, "PYTHONWARNINGS": "ignore"}
             processes.append(
