@@ -88,7 +88,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"encore-edge: config error: {exc}", file=sys.stderr)
         return 2
-    except OSError as exc:  # e.g. the port is taken
+    except (OSError, RuntimeError) as exc:  # the port is taken; workers keep failing
         print(f"encore-edge: {exc}", file=sys.stderr)
         return 1
     return 0

@@ -186,7 +186,11 @@ class DiskTier:
         """Index this worker's slice files (oldest first) and clear its leftover temp files."""
         started = time.monotonic()
         try:
-            found = await asyncio.to_thread(self._scan)
+            try:
+                found = await asyncio.to_thread(self._scan)
+            except OSError as exc:  # the node serves on, from memory and the origin
+                log.error("disk tier unusable at %s: %s", self.root, exc)
+                return
             excess = []
             for name, size, _ in sorted(found, key=lambda entry: entry[2]):
                 if name in self._index:

@@ -31,6 +31,12 @@ log = logging.getLogger("edge.workers")
 
 DRAIN_S = 10.0
 RESTART_PAUSE_S = 1.0  # between replacing a worker that died and replacing it again
+QUICK_DEATH_S = 5.0
+MAX_QUICK_DEATHS = 5
+
+
+class WorkersFailing(RuntimeError):
+    """Workers die as soon as they start; the supervisor stops rather than loop."""
 
 
 def worker_count(settings: Settings) -> int:
@@ -106,7 +112,8 @@ class Supervisor:
         log.info("worker %d started (pid %s)", index, process.pid)
 
     def _watch(self) -> None:
-        last_restart: dict[int, float] = {}
+        started = dict.fromkeys(self._workers, time.monotonic())
+        quick_deaths = 0
         while not self._stopping:
             for index, process in list(self._workers.items()):
                 process.join(timeout=0.2)
@@ -114,10 +121,19 @@ class Supervisor:
                     continue
                 log.error("worker %d (pid %s) exited with %s", index, process.pid, process.exitcode)
                 self._forget_metrics(process.pid)
-                if time.monotonic() - last_restart.get(index, 0.0) < RESTART_PAUSE_S:
+                # Workers that die right after starting (the port is taken, the disk folder
+                # cannot be created) would only die again: give up instead of looping.
+                lived = time.monotonic() - started[index]
+                quick_deaths = quick_deaths + 1 if lived < QUICK_DEATH_S else 0
+                if quick_deaths >= MAX_QUICK_DEATHS:
+                    raise WorkersFailing(
+                        f"workers keep exiting right after start (last exit status "
+                        f"{process.exitcode}); see the log above"
+                    )
+                if lived < RESTART_PAUSE_S:
                     time.sleep(RESTART_PAUSE_S)
-                last_restart[index] = time.monotonic()
                 self._start(index)
+                started[index] = time.monotonic()
 
     def _forget_metrics(self, pid: int | None) -> None:
         if pid is None:

@@ -8,6 +8,7 @@ import http.client
 import os
 import random
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -252,3 +253,29 @@ def test_workers_killed_mid_write_never_leave_a_damaged_slice(
     survivors = node.workers()
     assert len(survivors) == 2  # every killed worker was replaced
     assert set(survivors) != first_pids
+
+
+def test_workers_that_cannot_start_stop_the_node_with_one_line(tmp_path: Path) -> None:
+    port = free_port()
+    config = tmp_path / "edge.toml"
+    config.write_text(
+        f'[server]\nhost = "127.0.0.1"\nport = {port}\nworkers = 2\n'
+        f'[cache]\ndisk_path = "{tmp_path / "cache"}"\n'
+        '[edge]\nregion = "SE"\n'
+    )
+    with socket.socket() as squatter:  # holds the port without SO_REUSEPORT
+        squatter.bind(("127.0.0.1", port))
+        squatter.listen()
+        result = subprocess.run(
+            [sys.executable, "-m", "edge", "serve", "--config", str(config)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+    assert result.returncode == 1
+    assert (
+        result.stderr.strip()
+        .splitlines()[-1]
+        .startswith("encore-edge: workers keep exiting right after start")
+    )
