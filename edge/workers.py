@@ -121,10 +121,12 @@ class Supervisor:
                     continue
                 log.error("worker %d (pid %s) exited with %s", index, process.pid, process.exitcode)
                 self._forget_metrics(process.pid)
-                # Workers that die right after starting (the port is taken, the disk folder
-                # cannot be created) would only die again: give up instead of looping.
+                # Workers that fail on their own right after starting (the port is taken)
+                # would only fail again: give up instead of looping. A worker killed by a
+                # signal (negative exit code: an OOM kill, an operator) is simply replaced.
                 lived = time.monotonic() - started[index]
-                quick_deaths = quick_deaths + 1 if lived < QUICK_DEATH_S else 0
+                failed = (process.exitcode or 0) > 0 and lived < QUICK_DEATH_S
+                quick_deaths = quick_deaths + 1 if failed else 0
                 if quick_deaths >= MAX_QUICK_DEATHS:
                     raise WorkersFailing(
                         f"workers keep exiting right after start (last exit status "
