@@ -18,10 +18,8 @@ import argparse
 import asyncio
 import gc
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 import tracemalloc
 import urllib.error
@@ -32,6 +30,7 @@ from edge.disk_tier import DiskTier
 from edge.policies import DEFAULT_POLICY
 from edge.settings import load_settings
 from edge.slice_files import encode, slice_name, write_atomically
+from loadtests.local_origin import local_origin
 from origin.license import License
 from origin.local_s3 import LocalS3, free_port
 from origin.publish import RenditionFile, TrackInfo, publish_track
@@ -131,56 +130,47 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--slices", type=int, default=100_000)
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="encore-bench-restart-") as tmp_name:
-        tmp = Path(tmp_name)
-        s3 = LocalS3(tmp / "s3", log_path=tmp / "rclone.log")
-        s3.start()
-        s3.create_bucket(BUCKET)
-        os.environ.update(s3.credentials_env())
-        try:
-            key, data = asyncio.run(_publish(s3, tmp))
-            cache = tmp / "cache"
-            print(f"writing {args.slices} slice files of {SLICE_BYTES} bytes ...", flush=True)
-            _fill(cache, key, data, args.slices)
-            port = free_port()
-            base = f"http://127.0.0.1:{port}"
-            slice_range = {"Range": f"bytes={20 * SLICE_BYTES}-{21 * SLICE_BYTES - 1}"}
+    with local_origin(BUCKET, prefix="encore-bench-restart-") as (tmp, s3):
+        key, data = asyncio.run(_publish(s3, tmp))
+        cache = tmp / "cache"
+        print(f"writing {args.slices} slice files of {SLICE_BYTES} bytes ...", flush=True)
+        _fill(cache, key, data, args.slices)
+        port = free_port()
+        base = f"http://127.0.0.1:{port}"
+        slice_range = {"Range": f"bytes={20 * SLICE_BYTES}-{21 * SLICE_BYTES - 1}"}
 
-            empty = tmp / "empty-cache"
-            _config(tmp / "empty.toml", port, s3, empty)
-            process, _ = _start(tmp / "empty.toml")
-            _poll(base + "/readyz", {}, time.monotonic() + 30, None)
-            reference_kib = _rss_kib(process.pid)
+        empty = tmp / "empty-cache"
+        _config(tmp / "empty.toml", port, s3, empty)
+        process, _ = _start(tmp / "empty.toml")
+        _poll(base + "/readyz", {}, time.monotonic() + 30, None)
+        reference_kib = _rss_kib(process.pid)
+        process.terminate()
+        process.wait(10)
+
+        _config(tmp / "full.toml", port, s3, cache)
+        process, started = _start(tmp / "full.toml")
+        try:
+            url = f"{base}/v1/tracks/restart/160"
+            first_hit = _poll(url, slice_range, started + 30, "disk")
+            ready = _poll(base + "/readyz", {}, started + 60, None)
+            full_kib = _rss_kib(process.pid)
+        finally:
             process.terminate()
             process.wait(10)
-
-            _config(tmp / "full.toml", port, s3, cache)
-            process, started = _start(tmp / "full.toml")
-            try:
-                url = f"{base}/v1/tracks/restart/160"
-                first_hit = _poll(url, slice_range, started + 30, "disk")
-                ready = _poll(base + "/readyz", {}, started + 60, None)
-                full_kib = _rss_kib(process.pid)
-            finally:
-                process.terminate()
-                process.wait(10)
-            if first_hit is None or ready is None:
-                sys.exit("bench_disk_restart: the edge never served a disk hit or got ready")
-            per_slice = (full_kib - reference_kib) * 1024 / args.slices
-            print(f"first disk hit after start:   {first_hit - started:.2f} s (goal: 1 s)")
-            print(f"index rebuilt (/readyz 200):  {ready - started:.2f} s (goal: 10 s)")
-            print(
-                f"index memory per slice:       {_index_bytes_per_slice(args.slices):.0f} bytes "
-                f"traced ({DEFAULT_POLICY}; goal: 300)"
-            )
-            print(
-                f"edge RSS growth per slice:    {per_slice:.0f} bytes ({full_kib} KiB vs "
-                f"{reference_kib} KiB on an empty disk, same run; includes the rebuild's "
-                "freed but unreturned scratch memory)"
-            )
-        finally:
-            s3.stop()
-            shutil.rmtree(tmp, ignore_errors=True)
+        if first_hit is None or ready is None:
+            sys.exit("bench_disk_restart: the edge never served a disk hit or got ready")
+        per_slice = (full_kib - reference_kib) * 1024 / args.slices
+        print(f"first disk hit after start:   {first_hit - started:.2f} s (goal: 1 s)")
+        print(f"index rebuilt (/readyz 200):  {ready - started:.2f} s (goal: 10 s)")
+        print(
+            f"index memory per slice:       {_index_bytes_per_slice(args.slices):.0f} bytes "
+            f"traced ({DEFAULT_POLICY}; goal: 300)"
+        )
+        print(
+            f"edge RSS growth per slice:    {per_slice:.0f} bytes ({full_kib} KiB vs "
+            f"{reference_kib} KiB on an empty disk, same run; includes the rebuild's "
+            "freed but unreturned scratch memory)"
+        )
 
 
 if __name__ == "__main__":

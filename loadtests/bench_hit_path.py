@@ -24,12 +24,12 @@ import signal
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.request
 from pathlib import Path
 
 from edge.settings import load_settings
+from loadtests.local_origin import local_origin
 from origin.demo_catalog import generate_source
 from origin.ingest import IngestJob, ingest
 from origin.ladder import parse_ladder
@@ -146,13 +146,9 @@ def main() -> None:
     args = parser.parse_args()
     nginx = _need("nginx")
     _need("wrk")
-    with tempfile.TemporaryDirectory(prefix="encore-bench-") as tmp_name:
-        tmp = Path(tmp_name)
-        s3 = LocalS3(tmp / "s3", log_path=tmp / "rclone.log")
+    with local_origin(BUCKET) as (tmp, s3):
         processes: list[subprocess.Popen[bytes]] = []
         try:
-            s3.start()
-            s3.create_bucket(BUCKET)
             plain_port = free_port()
             processes.append(
                 subprocess.Popen(
@@ -168,7 +164,6 @@ def main() -> None:
                     stderr=subprocess.DEVNULL,
                 )
             )
-            os.environ.update(s3.credentials_env())
             track_id, key = asyncio.run(_publish(s3, tmp))
 
             edge_port, nginx_port = free_port(), free_port()
@@ -245,7 +240,6 @@ def main() -> None:
                     process.wait(timeout=15)
                 except subprocess.TimeoutExpired:
                     process.kill()
-            s3.stop()
 
 
 if __name__ == "__main__":

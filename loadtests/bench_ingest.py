@@ -16,19 +16,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import random
 import statistics
-import tempfile
 import time
 from pathlib import Path
 
 from edge.settings import load_settings
+from loadtests.local_origin import local_origin
 from origin.demo_catalog import generate_source
 from origin.ffmpeg import run_ffmpeg
 from origin.ingest import IngestJob, ingest
 from origin.license import LicenseChange
-from origin.local_s3 import LocalS3
 from origin.manifest import Manifest
 from origin.s3 import open_s3_client
 from origin.transcode import transcode
@@ -86,49 +84,41 @@ def main() -> None:
     args = parser.parse_args()
     lengths = [int(s) for s in args.seconds.split(",")]
     ladder = [r.kbps for r in load_settings(None, env={}).ingest.ladder]
-    with tempfile.TemporaryDirectory(prefix="encore-bench-ingest-") as tmp_name:
-        tmp = Path(tmp_name)
-        s3 = LocalS3(tmp / "s3", log_path=tmp / "rclone.log")
-        s3.start()
-        s3.create_bucket(BUCKET)
-        os.environ.update(s3.credentials_env())
-        try:
-            print(f"ladder {ladder} kbps Vorbis, {args.rounds} alternating rounds, median\n")
-            print(
-                f"{'audio':>7} {'a: ffmpeg':>10} {'b: encode':>10} {'c: ingest':>10} "
-                f"{'c/a':>5} {'c/b':>5}  bytes per rendition (measured kbps)"
+    with local_origin(BUCKET, prefix="encore-bench-ingest-") as (tmp, s3):
+        print(f"ladder {ladder} kbps Vorbis, {args.rounds} alternating rounds, median\n")
+        print(
+            f"{'audio':>7} {'a: ffmpeg':>10} {'b: encode':>10} {'c: ingest':>10} "
+            f"{'c/a':>5} {'c/b':>5}  bytes per rendition (measured kbps)"
+        )
+        print(f"{'':>7} {'s/min':>10} {'s/min':>10} {'s/min':>10}")
+        for seconds in lengths:
+            source = tmp / f"source-{seconds}.flac"
+            asyncio.run(generate_source(source, seconds, random.Random(seconds)))
+            reference, encode, full = [], [], []
+            manifest: Manifest | None = None
+            for n in range(args.rounds):
+                work = tmp / f"ref-{seconds}-{n}"
+                work.mkdir()
+                reference.append(asyncio.run(_reference(source, work, ladder)))
+                encode.append(asyncio.run(_transcode(source, work)))
+                elapsed, manifest = asyncio.run(
+                    _ingest(s3.endpoint_url, source, f"bench-{seconds}-{n}")
+                )
+                full.append(elapsed)
+            assert manifest is not None
+            per_minute = 60 / seconds
+            ref_s, encode_s, ingest_s = (
+                statistics.median(times) for times in (reference, encode, full)
             )
-            print(f"{'':>7} {'s/min':>10} {'s/min':>10} {'s/min':>10}")
-            for seconds in lengths:
-                source = tmp / f"source-{seconds}.flac"
-                asyncio.run(generate_source(source, seconds, random.Random(seconds)))
-                reference, encode, full = [], [], []
-                manifest: Manifest | None = None
-                for n in range(args.rounds):
-                    work = tmp / f"ref-{seconds}-{n}"
-                    work.mkdir()
-                    reference.append(asyncio.run(_reference(source, work, ladder)))
-                    encode.append(asyncio.run(_transcode(source, work)))
-                    elapsed, manifest = asyncio.run(
-                        _ingest(s3.endpoint_url, source, f"bench-{seconds}-{n}")
-                    )
-                    full.append(elapsed)
-                assert manifest is not None
-                per_minute = 60 / seconds
-                ref_s, encode_s, ingest_s = (
-                    statistics.median(times) for times in (reference, encode, full)
-                )
-                sizes = ", ".join(
-                    f"{r.name}: {r.size} ({r.measured_kbps})" for r in manifest.renditions.values()
-                )
-                print(
-                    f"{seconds:>6}s {ref_s * per_minute:>10.2f} {encode_s * per_minute:>10.2f} "
-                    f"{ingest_s * per_minute:>10.2f} {ingest_s / ref_s:>5.2f} "
-                    f"{ingest_s / encode_s:>5.2f}  {sizes}",
-                    flush=True,
-                )
-        finally:
-            s3.stop()
+            sizes = ", ".join(
+                f"{r.name}: {r.size} ({r.measured_kbps})" for r in manifest.renditions.values()
+            )
+            print(
+                f"{seconds:>6}s {ref_s * per_minute:>10.2f} {encode_s * per_minute:>10.2f} "
+                f"{ingest_s * per_minute:>10.2f} {ingest_s / ref_s:>5.2f} "
+                f"{ingest_s / encode_s:>5.2f}  {sizes}",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":
