@@ -78,16 +78,22 @@ class DiskTier:
     def _size(self, size: int) -> int:
         return self._size_objects.setdefault(size, size)
 
-    async def holds(self, object_key: str, index: int) -> bool:
-        """Whether the slice is on disk (as far as can be told without reading it)."""
-        name = self.name(object_key, index)
-        if name in self._index:
-            return True
-        # Another worker may have written it (or, before the rebuild ends, a previous run).
-        found = await asyncio.to_thread(slice_path(self.root, name).exists)
-        if not found:
-            metrics.CACHE_LOOKUPS.labels(TIER, "miss").inc()
-        return found
+    async def holding(self, object_key: str, indexes: list[int]) -> set[int]:
+        """Which of the object's slices are on disk (as far as can be told without reading
+        them). The index answers for what this worker wrote; the rest are looked for on disk,
+        all in one thread hop, since another worker (or, before the rebuild ends, a previous
+        run) may have written them."""
+        names = {index: self.name(object_key, index) for index in indexes}
+        held = {index for index, name in names.items() if name in self._index}
+        unknown = [(index, names[index]) for index in indexes if index not in held]
+        if unknown:
+            found = await asyncio.to_thread(self._existing, unknown)
+            held |= found
+            metrics.CACHE_LOOKUPS.labels(TIER, "miss").inc(len(unknown) - len(found))
+        return held
+
+    def _existing(self, candidates: list[tuple[int, bytes]]) -> set[int]:
+        return {index for index, name in candidates if slice_path(self.root, name).exists()}
 
     async def get(self, object_key: str, index: int, length: int) -> bytes | None:
         """The slice's verified bytes, or None (a damaged file is deleted on the way)."""

@@ -16,6 +16,7 @@ from botocore import exceptions as boto
 
 from edge import metrics
 from edge.errors import BadOriginData, EncoreError, NotFound, OriginTimeout, OriginUnavailable
+from origin.s3 import http_status
 
 CHUNK_BYTES = 64 * 1024
 _CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+)")
@@ -31,7 +32,7 @@ def _translate(exc: BaseException, key: str) -> EncoreError:
     if isinstance(exc, boto.ClientError):
         error = exc.response.get("Error", {})
         code = str(error.get("Code", ""))
-        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+        status = http_status(exc) or 0
         if code in _NOT_FOUND or (status == 404 and code != "NoSuchBucket"):
             return NotFound(f"{key} is not in the origin bucket", code="origin_not_found")
         return OriginUnavailable(f"origin answered {status} {code}", code="origin_error")

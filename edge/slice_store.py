@@ -96,13 +96,14 @@ class SliceStore:
         for r in ranges:
             indexes.update(range(r.start // self.slice_bytes, r.end // self.slice_bytes + 1))
         held: dict[int, bytes] = {}
-        on_disk: set[int] = set()
+        missing: list[int] = []
         for index in sorted(indexes):
             data = self.memory.get((obj.key, index))
             if data is not None:
                 held[index] = data
-            elif self.disk is not None and await self.disk.holds(obj.key, index):
-                on_disk.add(index)
+            else:
+                missing.append(index)
+        on_disk = await self.disk.holding(obj.key, missing) if self.disk and missing else set()
         return ReadPlan(obj, len(indexes), held, on_disk, keep_fetched=len(ranges) > 1)
 
     def _slice_length(self, obj: StoredObject, index: int) -> int:

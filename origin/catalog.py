@@ -18,6 +18,7 @@ from origin import layout
 from origin.license import LicenseChange
 from origin.manifest import MAX_MANIFEST_BYTES, Manifest, ManifestError, parse_manifest
 from origin.publish import write_manifest
+from origin.s3 import http_status
 
 MANIFEST_NAME = "manifest.json"
 LIST_CONCURRENCY = 16
@@ -31,19 +32,14 @@ class BucketUnusable(Exception):
     """The bucket does not exist or these credentials may not use it."""
 
 
-def _status(exc: ClientError) -> int | None:
-    status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-    return int(status) if status is not None else None
-
-
 async def check_bucket(client: Any, bucket: str) -> None:
     """Fail early, before any transcoding, if the bucket is missing or not ours to use."""
     try:
         await client.head_bucket(Bucket=bucket)
     except ClientError as exc:
-        if _status(exc) == 404:
+        if http_status(exc) == 404:
             raise BucketUnusable(f"bucket {bucket!r} does not exist") from None
-        if _status(exc) == 403:
+        if http_status(exc) == 403:
             raise BucketUnusable(f"access to bucket {bucket!r} is denied") from None
         raise
 
@@ -55,7 +51,7 @@ async def read_manifest(client: Any, bucket: str, track_id: str) -> Manifest | N
     except ClientError as exc:
         if exc.response.get("Error", {}).get("Code") == "NoSuchBucket":
             raise BucketUnusable(f"bucket {bucket!r} does not exist") from None
-        if _status(exc) == 404:
+        if http_status(exc) == 404:
             return None
         raise
     async with response["Body"] as body:

@@ -19,6 +19,7 @@ from botocore.exceptions import ClientError
 from origin import layout
 from origin.license import License
 from origin.manifest import Manifest, Rendition
+from origin.s3 import http_status
 from origin.seek_table import SeekTable
 from origin.uploads import content_md5, upload_file
 
@@ -67,7 +68,7 @@ async def object_size(client: Any, bucket: str, key: str) -> int | None:
     try:
         head = await client.head_object(Bucket=bucket, Key=key)
     except ClientError as exc:
-        if exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") == 404:
+        if http_status(exc) == 404:
             return None
         raise
     return int(head["ContentLength"])

@@ -7,6 +7,7 @@ from typing import Any
 
 from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
+from botocore.exceptions import ClientError
 
 from edge.settings import OriginSettings
 
@@ -35,3 +36,9 @@ def open_s3_client(
         region_name=settings.region_name,
         config=config,
     )
+
+
+def http_status(exc: ClientError) -> int | None:
+    """The HTTP status the S3 server answered with, if it answered."""
+    status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+    return int(status) if status is not None else None
