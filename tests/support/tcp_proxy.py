@@ -43,6 +43,7 @@ class TcpProxy:
         self._ready = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._server: asyncio.Server | None = None
+        self._live: set[asyncio.StreamWriter] = set()  # client-side connections now open
 
     @property
     def url(self) -> str:
@@ -55,6 +56,17 @@ class TcpProxy:
         self._thread.start()
         self._ready.wait(5)
         return self
+
+    def set_down(self, down: bool) -> None:
+        """An origin outage: refuse new connections and cut the open ones (pooled keep-alive
+        connections included), or end it."""
+        self.faults.refuse = down
+        if down:
+            self._loop.call_soon_threadsafe(self._cut_all)
+
+    def _cut_all(self) -> None:
+        for writer in list(self._live):
+            writer.transport.abort()
 
     def stop(self) -> None:
         self._loop.call_soon_threadsafe(self._loop.stop)
@@ -79,6 +91,13 @@ class TcpProxy:
         if self.faults.refuse:
             writer.transport.abort()
             return
+        self._live.add(writer)
+        try:
+            await self._forward(reader, writer)
+        finally:
+            self._live.discard(writer)
+
+    async def _forward(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             up_reader, up_writer = await asyncio.open_connection(
                 self.upstream_host, self.upstream_port
