@@ -12,16 +12,19 @@ from pathlib import Path
 from aiohttp import web
 
 from edge import metrics, tracks
+from edge.admin import serve_admin
+from edge.breaker import CircuitBreaker
 from edge.disk_tier import DiskTier
-from edge.manifests import ManifestStore
-from edge.memory_tier import MemoryTier
+from edge.manifests import ManifestPolicy, ManifestStore
 from edge.middleware import MIDDLEWARES, add_cors_headers
 from edge.origin import Origin
+from edge.origin_guard import OriginGuard
+from edge.prefetch import Prefetcher
 from edge.settings import Settings
 from edge.slice_store import SliceStore
 from origin.s3 import open_s3_client
 
-SETTINGS = web.AppKey("settings", Settings)
+SETTINGS = tracks.SETTINGS
 READY = web.AppKey("ready", list[bool])  # a one-element box: flipped by startup and shutdown
 WORKER = web.AppKey("worker", tuple[int, int])  # (this worker's index, how many there are)
 
@@ -46,9 +49,17 @@ async def _origin_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     worker, workers = app[WORKER]
     async with open_s3_client(settings.origin) as client:
-        origin = Origin(client, settings.origin.bucket)
-        app[tracks.MANIFESTS] = ManifestStore(
-            origin, settings.edge.manifest_ttl_s, settings.edge.manifest_cache_bytes
+        guard = _origin_guard(settings, Origin(client, settings.origin.bucket))
+        edge = settings.edge
+        manifests = ManifestStore(
+            guard,
+            ManifestPolicy(
+                ttl_s=edge.manifest_ttl_s,
+                stale_while_revalidate_s=edge.manifest_stale_while_revalidate_s,
+                stale_if_error_s=edge.manifest_stale_if_error_s,
+                negative_ttl_s=edge.negative_ttl_s,
+                max_bytes=edge.manifest_cache_bytes,
+            ),
         )
         cache = settings.cache
         disk = None
@@ -61,18 +72,46 @@ async def _origin_ctx(app: web.Application) -> AsyncIterator[None]:
                 worker=worker,
                 workers=workers,
             )
-        # cache.memory_bytes is the node's: each worker process gets its share.
-        memory = MemoryTier(cache.memory_bytes // workers, cache.policy)
-        store = SliceStore(origin, memory, cache.slice_bytes, disk)
-        app[tracks.SLICES] = store
+        store = SliceStore(
+            guard,
+            cache.memory_bytes // workers,  # cache.memory_bytes is the node's: each worker's share
+            cache.slice_bytes,
+            policy=cache.policy,
+            disk=disk,
+            max_waiters=cache.max_waiters,
+            negative_ttl_s=edge.negative_ttl_s,
+        )
+        prefetcher = Prefetcher(store, cache.prefetch_concurrency)
+        app[tracks.MANIFESTS], app[tracks.SLICES], app[tracks.PREFETCHER] = (
+            manifests,
+            store,
+            prefetcher,
+        )
+        prefetcher.start()
         rebuild = asyncio.create_task(disk.rebuild()) if disk is not None else None
+        admin = serve_admin(settings, manifests, prefetcher, shared_port=workers > 1)
+        await anext(admin)
         app[READY][0] = True
         yield
         app[READY][0] = False
+        await admin.aclose()
+        await prefetcher.stop()
         if rebuild is not None:
             rebuild.cancel()
             await asyncio.gather(rebuild, return_exceptions=True)
         await store.drain()
+
+
+def _origin_guard(settings: Settings, origin: Origin) -> OriginGuard:
+    config = settings.origin
+    breaker = CircuitBreaker(config.breaker_failures, config.breaker_open_s)
+    return OriginGuard(
+        origin,
+        breaker,
+        retries=config.retries,
+        backoff_s=config.retry_backoff_s,
+        deadline_s=config.deadline_s,
+    )
 
 
 async def _not_ready_on_shutdown(app: web.Application) -> None:
@@ -84,7 +123,6 @@ def create_app(settings: Settings, *, worker: int = 0, workers: int = 1) -> web.
     app[SETTINGS] = settings
     app[WORKER] = (worker, workers)
     app[READY] = [False]
-    app[tracks.MANIFEST_TTL] = settings.edge.manifest_ttl_s
     app.cleanup_ctx.append(_origin_ctx)
     app.on_shutdown.append(_not_ready_on_shutdown)
     app.on_response_prepare.append(add_cors_headers)

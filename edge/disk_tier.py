@@ -119,19 +119,21 @@ class DiskTier:
 
     # --- writes -----------------------------------------------------------------------------
 
-    async def put(self, object_key: str, index: int, data: bytes) -> None:
-        """Store a slice fetched from the origin, unless it is on disk already or too big."""
+    async def put(self, object_key: str, index: int, data: bytes) -> bool:
+        """Store a slice fetched from the origin, unless it is on disk already or too big.
+
+        True if another worker had written it already: both fetched it from the origin."""
         name = self.name(object_key, index)
         if name in self._index or name in self._writing:
-            return
+            return False
         if await asyncio.to_thread(slice_path(self.root, name).exists):
-            return  # another worker wrote it: it counts it
+            return True  # another worker wrote it (and counts it)
         if name in self._index or name in self._writing:
-            return  # this worker started the same write meanwhile
+            return False  # this worker started the same write meanwhile
         blob = encode(object_key, index, data)
         if len(blob) > self.max_bytes:
             metrics.CACHE_REFUSED.labels(TIER).inc()
-            return
+            return False
         # Choose victims and reserve the space before the first await, so concurrent writes
         # never overcommit the budget. Until the file is in place a lookup finds no file: a miss.
         victims = self._make_room(len(blob))
@@ -151,6 +153,7 @@ class DiskTier:
             log.warning("cannot write slice file %s: %s", name.hex(), exc.strerror)
         finally:
             self._writing.discard(name)
+        return False
 
     async def _admit(self, name: bytes, size: int) -> None:
         """Index a valid file found on disk that the index did not know (during a rebuild)."""

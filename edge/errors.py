@@ -15,14 +15,24 @@ class EncoreError(Exception):
     """An error with a stable machine-readable ``code`` and a human ``message``."""
 
     code = "internal_error"
+    # A transient origin failure (timeout, unreachable, 5xx, a body cut short): worth another
+    # try of the same idempotent GET, and a strike against the origin's circuit breaker.
+    retryable = False
 
     def __init__(
-        self, message: str, *, code: str | None = None, headers: Mapping[str, str] | None = None
+        self,
+        message: str,
+        *,
+        code: str | None = None,
+        headers: Mapping[str, str] | None = None,
+        retryable: bool | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
         if code is not None:
             self.code = code
+        if retryable is not None:
+            self.retryable = retryable
         self.headers: Mapping[str, str] = headers or {}
 
 
@@ -45,6 +55,16 @@ class PreconditionFailed(EncoreError):
     code = "precondition_failed"
 
 
+class NotLicensed(EncoreError):
+    """Not licensed for this region or at this time (RFC 7725); ``reason`` says which."""
+
+    code = "not_licensed"
+
+    def __init__(self, message: str, *, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
 class OriginUnavailable(EncoreError):
     """The origin refused, failed, or could not be reached."""
 
@@ -53,6 +73,17 @@ class OriginUnavailable(EncoreError):
 
 class OriginTimeout(EncoreError):
     code = "origin_timeout"
+    retryable = True
+
+
+class Unavailable(EncoreError):
+    """The edge will not ask the origin right now (circuit open, too many waiters); the client
+    may retry after ``Retry-After`` seconds."""
+
+    code = "unavailable"
+
+    def __init__(self, message: str, *, code: str, retry_after_s: int) -> None:
+        super().__init__(message, code=code, headers={"Retry-After": str(max(retry_after_s, 1))})
 
 
 class BadOriginData(EncoreError):
@@ -78,8 +109,10 @@ _STATUS: dict[type[EncoreError], int] = {
     NotFound: 404,
     PreconditionFailed: 412,
     RangeNotSatisfiable: 416,
+    NotLicensed: 451,
     OriginUnavailable: 502,
     BadOriginData: 502,
+    Unavailable: 503,
     OriginTimeout: 504,
 }
 

@@ -1,63 +1,126 @@
-"""Manifests read from the origin, parsed once and kept for ``edge.manifest_ttl_s``.
+"""Manifests read from the origin, parsed once, and kept fresh for ``edge.manifest_ttl_s``.
+
+Past the TTL a manifest is still served, for ``edge.manifest_stale_while_revalidate_s`` more,
+while one background GET refreshes it; and for ``edge.manifest_stale_if_error_s`` more when
+the origin fails (timeouts, 5xx, an open breaker, an invalid new manifest). A not-found is
+authoritative: the track was removed, so it is dropped at once and remembered for
+``edge.negative_ttl_s``, so that a flood of unknown ids does not become a flood at the origin.
 
 The cache is bounded in bytes (``edge.manifest_cache_bytes``): a manifest with long seek
-tables weighs more than a short one. Concurrent requests for the same uncached manifest share
-one origin GET.
+tables weighs more than a short one. Concurrent requests for the same manifest share one GET.
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
 
-from cachetools import TTLCache
+from cachetools import LRUCache, TTLCache
 
+from edge import metrics
 from edge.client_view import LoadedManifest
-from edge.errors import BadOriginData, NotFound
-from edge.origin import Origin
+from edge.errors import BadOriginData, EncoreError, NotFound
+from edge.origin_guard import OriginGuard
 from origin import layout
 from origin.manifest import MAX_MANIFEST_BYTES, ManifestError, parse_manifest
 
 log = logging.getLogger(__name__)
 
+MAX_NEGATIVE_ENTRIES = 100_000
 
-def _footprint(loaded: LoadedManifest) -> int:
-    return loaded.footprint
+
+@dataclass(frozen=True, slots=True)
+class ManifestPolicy:
+    ttl_s: float
+    stale_while_revalidate_s: float
+    stale_if_error_s: float
+    negative_ttl_s: float
+    max_bytes: int
+
+
+@dataclass(frozen=True, slots=True)
+class _Entry:
+    loaded: LoadedManifest
+    fetched_at: float
+
+
+def _footprint(entry: _Entry) -> int:
+    return entry.loaded.footprint
 
 
 class ManifestStore:
-    def __init__(self, origin: Origin, ttl_s: float, max_bytes: int) -> None:
-        self._origin = origin
-        self._ttl_s = ttl_s if max_bytes > 0 else 0
-        self._cache: TTLCache[str, LoadedManifest] = TTLCache(
-            maxsize=max(max_bytes, 1), ttl=max(ttl_s, 0.001), getsizeof=_footprint
+    def __init__(
+        self,
+        guard: OriginGuard,
+        policy: ManifestPolicy,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._guard = guard
+        self._policy = policy
+        self._clock = clock
+        self._caching = policy.ttl_s > 0 and policy.max_bytes > 0
+        self._entries: LRUCache[str, _Entry] = LRUCache(
+            maxsize=max(policy.max_bytes, 1), getsizeof=_footprint
+        )
+        self._missing: TTLCache[str, bool] = TTLCache(
+            maxsize=MAX_NEGATIVE_ENTRIES, ttl=max(policy.negative_ttl_s, 0.001), timer=clock
         )
         self._in_flight: dict[str, asyncio.Task[LoadedManifest]] = {}
 
     async def get(self, track_id: str) -> LoadedManifest:
         """The manifest of ``track_id``; NotFound if the track is not published."""
-        loaded = self._cache.get(track_id) if self._ttl_s > 0 else None
-        if loaded is not None:
-            return loaded
+        entry = self._entries.get(track_id)
+        age = self._clock() - entry.fetched_at if entry is not None else 0.0
+        policy = self._policy
+        if entry is not None:
+            if age < policy.ttl_s:
+                metrics.MANIFEST_LOOKUPS.labels("fresh").inc()
+                return entry.loaded
+            if age < policy.ttl_s + policy.stale_while_revalidate_s:
+                metrics.MANIFEST_LOOKUPS.labels("stale").inc()
+                self._load(track_id)  # in the background; this request does not wait
+                return entry.loaded
+        if track_id in self._missing:
+            metrics.MANIFEST_LOOKUPS.labels("negative").inc()
+            raise _track_not_found(track_id)
+        try:
+            # shield: a client that goes away does not cancel the load others wait on.
+            loaded = await asyncio.shield(self._load(track_id))
+        except NotFound:
+            raise
+        except EncoreError as exc:
+            if entry is not None and age < policy.ttl_s + policy.stale_if_error_s:
+                metrics.MANIFEST_LOOKUPS.labels("stale_if_error").inc()
+                log.warning("serving a stale manifest of %s: %s", track_id, exc.message)
+                return entry.loaded
+            raise
+        metrics.MANIFEST_LOOKUPS.labels("loaded").inc()
+        return loaded
+
+    def _load(self, track_id: str) -> asyncio.Task[LoadedManifest]:
         task = self._in_flight.get(track_id)
         if task is None:
-            task = asyncio.create_task(self._load(track_id))
+            task = asyncio.create_task(self._fetch(track_id))
             self._in_flight[track_id] = task
-            task.add_done_callback(functools.partial(self._finished, track_id))
-        # shield: a client that goes away does not cancel the load others wait on.
-        return await asyncio.shield(task)
+            task.add_done_callback(lambda done: self._finished(track_id, done))
+        return task
 
     def _finished(self, track_id: str, task: asyncio.Task[LoadedManifest]) -> None:
         self._in_flight.pop(track_id, None)
         if not task.cancelled():
             task.exception()  # retrieved here, so a load whose waiters all left logs nothing
 
-    async def _load(self, track_id: str) -> LoadedManifest:
+    async def _fetch(self, track_id: str) -> LoadedManifest:
         try:
-            raw = await self._origin.get_small(layout.manifest_key(track_id), MAX_MANIFEST_BYTES)
+            raw = await self._guard.get_small(layout.manifest_key(track_id), MAX_MANIFEST_BYTES)
         except NotFound:
-            raise NotFound(f"track {track_id!r} does not exist", code="track_not_found") from None
+            self._entries.pop(track_id, None)  # removed from the origin: stop serving it
+            if self._policy.negative_ttl_s > 0:
+                self._missing[track_id] = True
+            raise _track_not_found(track_id) from None
         try:
             manifest = parse_manifest(raw, track_id)
         except ManifestError as exc:
@@ -66,9 +129,14 @@ class ManifestStore:
                 f"the manifest of track {track_id!r} is invalid", code="bad_manifest"
             ) from None
         loaded = LoadedManifest.of(manifest)
-        if self._ttl_s > 0 and loaded.footprint <= self._cache.maxsize:
-            self._cache[track_id] = loaded
+        if self._caching and loaded.footprint <= self._entries.maxsize:
+            self._entries[track_id] = _Entry(loaded, self._clock())
         return loaded
 
     def forget(self, track_id: str) -> None:
-        self._cache.pop(track_id, None)
+        self._entries.pop(track_id, None)
+        self._missing.pop(track_id, None)
+
+
+def _track_not_found(track_id: str) -> NotFound:
+    return NotFound(f"track {track_id!r} does not exist", code="track_not_found")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from cachetools import Cache
 
 from edge import metrics
@@ -14,14 +16,25 @@ TIER = "memory"
 class MemoryTier:
     """Slices by key, evicted by ``policy`` (see ``edge.policies``) to stay within ``max_bytes``."""
 
-    def __init__(self, max_bytes: int, policy: str = DEFAULT_POLICY) -> None:
+    def __init__(
+        self,
+        max_bytes: int,
+        policy: str = DEFAULT_POLICY,
+        on_evict: Callable[[SliceKey], None] | None = None,
+    ) -> None:
         self.max_bytes = max_bytes
-        self._slices: Cache[SliceKey, bytes] = make_cache(policy, max(max_bytes, 1), getsizeof=len)
+        self._slices: Cache[SliceKey, bytes] = make_cache(
+            policy, max(max_bytes, 1), getsizeof=len, on_evict=on_evict
+        )
 
     def get(self, key: SliceKey) -> bytes | None:
         data = self._slices.get(key)
         metrics.CACHE_LOOKUPS.labels(TIER, "miss" if data is None else "hit").inc()
         return data
+
+    def peek(self, key: SliceKey) -> bytes | None:
+        """Look again, without counting a lookup (the request already counted its miss)."""
+        return self._slices.get(key)
 
     def put(self, key: SliceKey, data: bytes) -> None:
         if len(data) > self.max_bytes:

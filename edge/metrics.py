@@ -73,6 +73,62 @@ DISK_REBUILD_SECONDS = Gauge(
     multiprocess_mode="max",
 )
 
+# --- origin protection --------------------------------------------------------------------------
+ORIGIN_FILLS = Counter(
+    "encore_origin_fills",
+    "Slices fetched from the origin (each once per worker, however many wait), by kind: "
+    "demand or prefetch.",
+    ["kind"],
+)
+FILL_WAITS = Counter(
+    "encore_fill_waits",
+    "Requests that waited on a slice another request or a prefetch was fetching, by outcome: "
+    "done, error, timeout, full (too many waiters), gone (client left).",
+    ["outcome"],
+)
+ORIGIN_DUPLICATE_FETCHES = Counter(
+    "encore_origin_duplicate_fetches",
+    "Slices this worker fetched that another worker had stored meanwhile (counted through the "
+    "disk tier, so only when it is on).",
+)
+ORIGIN_RETRIES = Counter(
+    "encore_origin_retries",
+    "Origin GETs tried again after a transient failure, by the failure's error code.",
+    ["reason"],
+)
+BREAKER_STATE = Gauge(
+    "encore_origin_breaker_state",
+    "The origin circuit breaker: 0 closed, 1 half-open, 2 open (the worst worker's).",
+    multiprocess_mode="max",
+)
+BREAKER_TRANSITIONS = Counter(
+    "encore_origin_breaker_transitions",
+    "Circuit breaker state changes, by the state entered.",
+    ["state"],
+)
+PREFETCH_ISSUED = Counter(
+    "encore_prefetch_issued",
+    "Slices fetched ahead of demand, by reason: sequential, next_track or warm.",
+    ["reason"],
+)
+PREFETCH_USED = Counter(
+    "encore_prefetch_used", "Prefetched slices that a request read before they left memory."
+)
+PREFETCH_WASTED = Counter(
+    "encore_prefetch_wasted", "Prefetched slices evicted from memory before any request read them."
+)
+PREFETCH_SKIPPED = Counter(
+    "encore_prefetch_skipped",
+    "Prefetch jobs dropped, by reason: queue_full or origin_trouble.",
+    ["reason"],
+)
+MANIFEST_LOOKUPS = Counter(
+    "encore_manifest_lookups",
+    "Manifest lookups, by result: fresh, stale (served while revalidating), stale_if_error, "
+    "loaded (fetched from the origin), negative (a cached not-found).",
+    ["result"],
+)
+
 
 def _registry() -> CollectorRegistry:
     if "PROMETHEUS_MULTIPROC_DIR" in os.environ:

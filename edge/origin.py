@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncGenerator, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -35,14 +35,20 @@ def _translate(exc: BaseException, key: str) -> EncoreError:
         status = http_status(exc) or 0
         if code in _NOT_FOUND or (status == 404 and code != "NoSuchBucket"):
             return NotFound(f"{key} is not in the origin bucket", code="origin_not_found")
-        return OriginUnavailable(f"origin answered {status} {code}", code="origin_error")
+        # 5xx and throttling are the origin's trouble and pass; other 4xx are ours to fix.
+        transient = status >= 500 or status == 429 or code in {"SlowDown", "RequestTimeout"}
+        return OriginUnavailable(
+            f"origin answered {status} {code}", code="origin_error", retryable=transient
+        )
     if isinstance(exc, _CUT_SHORT):
-        return BadOriginData(f"origin body for {key} ended early", code="origin_truncated")
+        return BadOriginData(
+            f"origin body for {key} ended early", code="origin_truncated", retryable=True
+        )
     if isinstance(exc, _TIMEOUTS):
         return OriginTimeout("origin did not answer in time")
     if isinstance(exc, _TRANSPORT):
         return OriginUnavailable(
-            f"origin unreachable: {type(exc).__name__}", code="origin_unreachable"
+            f"origin unreachable: {type(exc).__name__}", code="origin_unreachable", retryable=True
         )
     raise exc
 
@@ -101,7 +107,7 @@ class Origin:
 
     async def stream_range(
         self, key: str, start: int, end: int, total: int
-    ) -> AsyncIterator[bytes]:
+    ) -> AsyncGenerator[bytes, None]:
         """Yield bytes ``start..end`` (inclusive) of ``key`` as the origin sends them.
 
         The object must be ``total`` bytes long. Exactly ``end - start + 1`` bytes are yielded,
@@ -122,6 +128,7 @@ class Origin:
                         raise BadOriginData(
                             f"origin body for {key} ended after {received} of {expected} bytes",
                             code="origin_truncated",
+                            retryable=True,
                         )
                     received += len(chunk)
                     metrics.ORIGIN_BYTES.inc(len(chunk))

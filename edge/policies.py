@@ -117,12 +117,46 @@ class S3FifoCache(Cache[K, V]):
             self._ghost_bytes -= forgotten
 
 
+class _NotifyingLru(LRUCache[K, V]):
+    def __init__(
+        self, maxsize: int, getsizeof: Callable[[V], int] | None, on_evict: Callable[[K], None]
+    ) -> None:
+        super().__init__(maxsize, getsizeof)
+        self._on_evict = on_evict
+
+    def popitem(self) -> tuple[K, V]:
+        key, value = super().popitem()
+        self._on_evict(key)
+        return key, value
+
+
+class _NotifyingS3Fifo(S3FifoCache[K, V]):
+    def __init__(
+        self, maxsize: int, getsizeof: Callable[[V], int] | None, on_evict: Callable[[K], None]
+    ) -> None:
+        super().__init__(maxsize, getsizeof)
+        self._on_evict = on_evict
+
+    def popitem(self) -> tuple[K, V]:
+        key, value = super().popitem()
+        self._on_evict(key)
+        return key, value
+
+
 def make_cache(
-    policy: str, maxsize: int, getsizeof: Callable[[Any], int] | None = None
+    policy: str,
+    maxsize: int,
+    getsizeof: Callable[[Any], int] | None = None,
+    on_evict: Callable[[Any], None] | None = None,
 ) -> Cache[Any, Any]:
-    """A byte-bounded cache with the named policy (see ``POLICIES``)."""
+    """A byte-bounded cache with the named policy (see ``POLICIES``). ``on_evict`` is told the
+    key of each entry evicted to make room (not of those deleted)."""
+    if policy not in POLICIES:
+        raise ValueError(f"unknown cache policy {policy!r} (known: {', '.join(POLICIES)})")
+    if on_evict is not None:
+        if policy == "lru":
+            return _NotifyingLru(maxsize, getsizeof, on_evict)
+        return _NotifyingS3Fifo(maxsize, getsizeof, on_evict)
     if policy == "lru":
         return LRUCache(maxsize=maxsize, getsizeof=getsizeof)
-    if policy == "s3fifo":
-        return S3FifoCache(maxsize=maxsize, getsizeof=getsizeof)
-    raise ValueError(f"unknown cache policy {policy!r} (known: {', '.join(POLICIES)})")
+    return S3FifoCache(maxsize=maxsize, getsizeof=getsizeof)

@@ -169,6 +169,12 @@ class OriginSettings:
     connect_timeout_s: float = _setting(2.0, _seconds(0.01, 120))
     read_timeout_s: float = _setting(10.0, _seconds(0.01, 600))
     max_connections: int = _setting(64, _integer(1, 10_000))
+    # Until the first byte of one origin request, retries and backoff included.
+    deadline_s: float = _setting(5.0, _seconds(0.05, 600))
+    retries: int = _setting(2, _integer(0, 10))  # extra tries of a GET on a timeout or 5xx
+    retry_backoff_s: float = _setting(0.05, _seconds(0, 60))  # first backoff; jittered, doubling
+    breaker_failures: int = _setting(5, _integer(1, 1000))  # failures in a row that open it
+    breaker_open_s: float = _setting(2.0, _seconds(0.05, 600))  # until a half-open probe
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,6 +186,9 @@ class CacheSettings:
     policy: str = _setting(
         DEFAULT_POLICY, _text("|".join(POLICIES), f"a cache policy ({', '.join(POLICIES)})")
     )
+    prefetch_slices: int = _setting(2, _integer(0, 64))  # look-ahead after each rendition read
+    prefetch_concurrency: int = _setting(4, _integer(1, 256))  # prefetch GETs at once, per worker
+    max_waiters: int = _setting(4096, _integer(1, 1_000_000))  # per in-flight slice, per worker
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,6 +200,9 @@ class EdgeSettings:
     trusted_proxies: tuple[str, ...] = _setting(("127.0.0.0/8",), _cidr_list)
     manifest_ttl_s: float = _setting(60.0, _seconds(0, 86_400))
     manifest_cache_bytes: int = _setting(64 * 1024**2, _size(0, 2**40))
+    manifest_stale_while_revalidate_s: float = _setting(30.0, _seconds(0, 86_400))
+    manifest_stale_if_error_s: float = _setting(600.0, _seconds(0, 7 * 86_400))
+    negative_ttl_s: float = _setting(5.0, _seconds(0, 3600))  # unknown ids, missing objects
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,29 +1,38 @@
-"""Objects as fixed-size slices: memory tier, then disk tier, then one origin range GET per
-missing run.
+"""Objects as fixed-size slices: memory tier, then disk tier, then the origin, one fetch per
+missing slice (:mod:`edge.fills`).
 
 A response is served in two steps. :meth:`SliceStore.plan` looks every needed slice up once,
 pins the ones memory holds and notes the ones on disk, so ``X-Cache`` and ``X-Cache-Tier``
 can be sent truthfully before the body. :meth:`SliceStore.read` then streams a byte range:
 pinned slices from memory, disk slices read (and verified) in a worker thread and promoted to
-memory, and each run of adjacent missing slices through a single origin range GET whose bytes
-go to the client as they arrive, while complete slices are committed to memory and, in the
-background, to disk. A disk slice that fails verification is fetched from the origin instead.
+memory, and missing slices from the fill that is fetching them, which this request starts
+(one origin range GET for each run of adjacent missing slices) or joins. Complete slices are
+committed to memory and, in the background, to disk. A disk slice that fails verification is
+fetched from the origin instead.
+
+Prefetched slices are tracked until first use, so ``encore_prefetch_used_total`` and
+``encore_prefetch_wasted_total`` (evicted from memory unread) tell whether prefetch pays.
 """
 
 from __future__ import annotations
 
 import asyncio
 import enum
-from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
+from collections.abc import AsyncGenerator, Sequence
+from contextlib import aclosing
 
 from edge import metrics
 from edge.disk_tier import DiskTier
+from edge.errors import EncoreError, Unavailable
+from edge.fills import FillBoard, FillKind, Run, SliceFill, SliceKey, StoredObject, WaitOutcome
 from edge.memory_tier import MemoryTier
-from edge.origin import Origin
+from edge.origin_guard import OriginGuard
 from edge.ranges import ByteRange
 
 MAX_PENDING_DISK_WRITES = 64  # beyond this, freshly fetched slices are not written to disk
+WAIT_MARGIN_S = 1.0  # a waiter outlasts the fetch's own deadline by this much
+
+__all__ = ["ReadPlan", "SliceStore", "StoredObject", "Tier"]
 
 
 class Tier(enum.IntEnum):
@@ -38,19 +47,11 @@ class Tier(enum.IntEnum):
         return self.name.lower()
 
 
-@dataclass(frozen=True, slots=True)
-class StoredObject:
-    """An immutable origin object: its key never names other bytes."""
-
-    key: str
-    size: int
-
-
 class ReadPlan:
     """The slices one response needs: those memory held when it was made (pinned) and those
     the disk tier had."""
 
-    __slots__ = ("held", "keep_fetched", "needed", "obj", "on_disk")
+    __slots__ = ("following", "held", "keep_fetched", "needed", "obj", "on_disk")
 
     def __init__(
         self,
@@ -66,6 +67,7 @@ class ReadPlan:
         self.on_disk = on_disk
         # With several ranges, two may share a slice; a single range never revisits one.
         self.keep_fetched = keep_fetched
+        self.following: dict[int, SliceFill] = {}  # fills read so far, when keep_fetched
 
     @property
     def cache_status(self) -> str:
@@ -73,6 +75,10 @@ class ReadPlan:
         if covered >= self.needed:
             return "HIT"
         return "PARTIAL" if covered else "MISS"
+
+    @property
+    def needs_origin(self) -> bool:
+        return len(self.held) + len(self.on_disk) < self.needed
 
     @property
     def slowest_tier(self) -> Tier:
@@ -83,13 +89,25 @@ class ReadPlan:
 
 class SliceStore:
     def __init__(
-        self, origin: Origin, memory: MemoryTier, slice_bytes: int, disk: DiskTier | None = None
+        self,
+        guard: OriginGuard,
+        memory_bytes: int,
+        slice_bytes: int,
+        *,
+        policy: str,
+        disk: DiskTier | None = None,
+        max_waiters: int = 4096,
+        negative_ttl_s: float = 0,
     ) -> None:
-        self.origin = origin
-        self.memory = memory
+        self.guard = guard
+        self.memory = MemoryTier(memory_bytes, policy, on_evict=self._evicted)
         self.disk = disk
         self.slice_bytes = slice_bytes
+        self.max_waiters = max_waiters
+        self.fills = FillBoard(guard, slice_bytes, self._commit, negative_ttl_s)
+        self._wait_s = guard.deadline_s + WAIT_MARGIN_S
         self._disk_writes: set[asyncio.Task[None]] = set()
+        self._prefetched: set[SliceKey] = set()  # prefetched into memory, not read yet
 
     async def plan(self, obj: StoredObject, ranges: Sequence[ByteRange]) -> ReadPlan:
         indexes: set[int] = set()
@@ -101,6 +119,8 @@ class SliceStore:
             data = self.memory.get((obj.key, index))
             if data is not None:
                 held[index] = data
+                if self._prefetched:
+                    self._note_use((obj.key, index))
             else:
                 missing.append(index)
         on_disk = await self.disk.holding(obj.key, missing) if self.disk and missing else set()
@@ -119,29 +139,134 @@ class SliceStore:
                 plan.held[index] = data
         return data
 
-    async def read(self, plan: ReadPlan, wanted: ByteRange) -> AsyncIterator[memoryview]:
+    async def read(self, plan: ReadPlan, wanted: ByteRange) -> AsyncGenerator[memoryview, None]:
         """Yield exactly the bytes of ``wanted``, in order."""
-        size = self.slice_bytes
+        size, key = self.slice_bytes, plan.obj.key
         index, last = wanted.start // size, wanted.end // size
-        while index <= last:
-            data, tier = plan.held.get(index), Tier.MEMORY
-            if data is None and index in plan.on_disk:
-                data, tier = await self._from_disk(plan, index), Tier.DISK
-            if data is not None:
+        run: Run | None = None  # the run whose slices this request is reading
+        try:
+            while index <= last:
                 base = index * size
-                chunk = memoryview(data)[max(wanted.start - base, 0) : wanted.end + 1 - base]
-                metrics.RESPONSE_BYTES.labels(tier.label).inc(len(chunk))
-                yield chunk
+                lo, hi = max(wanted.start - base, 0), wanted.end + 1 - base
+                data, tier = plan.held.get(index), Tier.MEMORY
+                if data is None and index in plan.on_disk:
+                    data, tier = await self._from_disk(plan, index), Tier.DISK
+                if data is None:
+                    # Fetched since the plan was made (usually by this request's own run): the
+                    # bytes count as from the origin, as X-Cache announced.
+                    data, tier = self.memory.peek((key, index)), Tier.ORIGIN
+                if data is not None:
+                    chunk = memoryview(data)[lo:hi]
+                    metrics.RESPONSE_BYTES.labels(tier.label).inc(len(chunk))
+                    yield chunk
+                    index += 1
+                    continue
+                fill = plan.following.get(index) or self.fills.get((key, index))
+                joined = fill is not None
+                if fill is None:
+                    last_missing = index
+                    while last_missing < last and self._fetchable(plan, last_missing + 1):
+                        last_missing += 1
+                    fill = self.fills.start(plan.obj, index, last_missing, FillKind.DEMAND).fills[0]
+                if fill.run is not run:
+                    if run is not None:
+                        run.interest -= 1
+                    run = fill.run
+                    run.interest += 1
+                async with aclosing(self._follow(fill, lo, hi, joined)) as chunks:
+                    async for chunk in chunks:
+                        yield chunk
+                if plan.keep_fetched:
+                    plan.following[index] = fill  # another range may need this slice again
                 index += 1
-                continue
-            run_end = index
-            while (
-                run_end < last and run_end + 1 not in plan.held and run_end + 1 not in plan.on_disk
-            ):
-                run_end += 1
-            async for chunk in self._fill(plan, index, run_end, wanted):
-                yield chunk
-            index = run_end + 1
+        finally:
+            if run is not None:
+                run.interest -= 1
+
+    def _fetchable(self, plan: ReadPlan, index: int) -> bool:
+        """Neither planned from a tier nor in flight nor committed since the plan."""
+        key = (plan.obj.key, index)
+        return (
+            index not in plan.held
+            and index not in plan.on_disk
+            and self.fills.get(key) is None
+            and key not in self.memory
+        )
+
+    async def _follow(
+        self, fill: SliceFill, lo: int, hi: int, joined: bool
+    ) -> AsyncGenerator[memoryview, None]:
+        """Read ``fill[lo:hi]`` as it arrives (``joined``: someone else started the fill)."""
+        if joined:
+            if fill.readers >= self.max_waiters:
+                metrics.FILL_WAITS.labels(WaitOutcome.FULL.value).inc()
+                raise Unavailable(
+                    "too many requests are waiting for this slice",
+                    code="too_many_waiters",
+                    retry_after_s=1,
+                )
+            if fill.run.kind is FillKind.PREFETCH and not fill.used:
+                fill.used = True
+                metrics.PREFETCH_USED.inc()
+        outcome = WaitOutcome.GONE
+        fill.readers += 1
+        try:
+            async with aclosing(fill.read(lo, min(hi, len(fill.buffer)), self._wait_s)) as chunks:
+                async for chunk in chunks:
+                    metrics.RESPONSE_BYTES.labels(Tier.ORIGIN.label).inc(len(chunk))
+                    yield chunk
+            outcome = WaitOutcome.DONE
+        except EncoreError as exc:
+            timed_out = exc.code == "fill_wait_timeout"
+            outcome = WaitOutcome.TIMEOUT if timed_out else WaitOutcome.ERROR
+            raise
+        finally:
+            fill.readers -= 1
+            if joined:
+                metrics.FILL_WAITS.labels(outcome.value).inc()
+
+    # --- prefetch ---------------------------------------------------------------------------
+
+    async def prefetch(self, obj: StoredObject, first: int, last: int) -> list[Run]:
+        """Start fetching the slices of ``first..last`` that no tier holds and nobody fetches."""
+        last = min(last, (obj.size - 1) // self.slice_bytes)
+        if self.fills.known_missing(obj.key):
+            return []
+        wanted = [i for i in range(first, last + 1) if self._absent(obj.key, i)]
+        if self.disk is not None and wanted:
+            on_disk = await self.disk.holding(obj.key, wanted)
+            wanted = [i for i in wanted if i not in on_disk and self._absent(obj.key, i)]
+        runs: list[Run] = []
+        while wanted:
+            end = 0
+            while end + 1 < len(wanted) and wanted[end + 1] == wanted[end] + 1:
+                end += 1
+            runs.append(self.fills.start(obj, wanted[0], wanted[end], FillKind.PREFETCH))
+            wanted = wanted[end + 1 :]
+        return runs
+
+    def _absent(self, key: str, index: int) -> bool:
+        return (key, index) not in self.memory and self.fills.get((key, index)) is None
+
+    def _note_use(self, key: SliceKey) -> None:
+        if key in self._prefetched:
+            self._prefetched.discard(key)
+            metrics.PREFETCH_USED.inc()
+
+    def _evicted(self, key: SliceKey) -> None:
+        if key in self._prefetched:
+            self._prefetched.discard(key)
+            metrics.PREFETCH_WASTED.inc()
+
+    # --- commits ----------------------------------------------------------------------------
+
+    def _commit(self, fill: SliceFill, data: bytes) -> None:
+        obj = fill.run.obj
+        key = (obj.key, fill.index)
+        self.memory.put(key, data)
+        if fill.run.kind is FillKind.PREFETCH and not fill.used and key in self.memory:
+            self._prefetched.add(key)
+        self._store_on_disk(obj, fill.index, data)
 
     def _store_on_disk(self, obj: StoredObject, index: int, data: bytes) -> None:
         if self.disk is None:
@@ -150,44 +275,18 @@ class SliceStore:
             metrics.CACHE_REFUSED.labels(Tier.DISK.label).inc()
             return
         # In the background: the client's next bytes do not wait for the disk.
-        task = asyncio.create_task(self.disk.put(obj.key, index, data))
+        task = asyncio.create_task(self._write_to_disk(self.disk, obj, index, data))
         self._disk_writes.add(task)
         task.add_done_callback(self._disk_writes.discard)
 
+    @staticmethod
+    async def _write_to_disk(disk: DiskTier, obj: StoredObject, index: int, data: bytes) -> None:
+        if await disk.put(obj.key, index, data):
+            # Another worker stored it first: both fetched it from the origin.
+            metrics.ORIGIN_DUPLICATE_FETCHES.inc()
+
     async def drain(self) -> None:
-        """Wait for background disk writes (at shutdown)."""
+        """Stop fetches and wait for background disk writes (at shutdown)."""
+        await self.fills.drain()
         if self._disk_writes:
             await asyncio.gather(*self._disk_writes, return_exceptions=True)
-
-    async def _fill(
-        self, plan: ReadPlan, first: int, last: int, wanted: ByteRange
-    ) -> AsyncIterator[memoryview]:
-        """One origin GET for slices ``first..last``: yield the wanted part, commit whole slices."""
-        obj, size = plan.obj, self.slice_bytes
-        position = first * size  # absolute offset of the next byte from the origin
-        end = min((last + 1) * size, obj.size) - 1
-        index = first
-        pending = bytearray()
-        origin_label = Tier.ORIGIN.label
-        async for chunk in self.origin.stream_range(obj.key, position, end, obj.size):
-            view = memoryview(chunk)
-            lo = max(wanted.start - position, 0)
-            hi = min(wanted.end + 1 - position, len(chunk))
-            if lo < hi:
-                metrics.RESPONSE_BYTES.labels(origin_label).inc(hi - lo)
-                yield view[lo:hi]
-            offset = 0
-            while offset < len(chunk):
-                slice_end = min((index + 1) * size, obj.size)
-                take = min(len(chunk) - offset, slice_end - position - offset)
-                pending += view[offset : offset + take]
-                offset += take
-                if position + offset == slice_end:
-                    data = bytes(pending)
-                    pending.clear()
-                    self.memory.put((obj.key, index), data)
-                    self._store_on_disk(obj, index, data)
-                    if plan.keep_fetched:
-                        plan.held[index] = data
-                    index += 1
-            position += len(chunk)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import AsyncGenerator
 
 from aiohttp import web
 
@@ -13,8 +14,11 @@ from edge.errors import BadRequest, EncoreError, NotFound, StreamAborted
 from edge.manifests import ManifestStore
 from edge.multipart import ByteRangesBody
 from edge.preconditions import Outcome, http_date
+from edge.prefetch import Prefetcher, PrefetchReason
 from edge.ranges import ByteRange, parse_range
+from edge.settings import Settings
 from edge.slice_store import ReadPlan, SliceStore, StoredObject
+from edge.warming import same_bitrate, warm_track
 from origin import layout
 from origin.manifest import Manifest, Rendition
 
@@ -22,7 +26,10 @@ log = logging.getLogger(__name__)
 
 MANIFESTS = web.AppKey("manifests", ManifestStore)
 SLICES = web.AppKey("slices", SliceStore)
-MANIFEST_TTL = web.AppKey("manifest_ttl_s", float)
+PREFETCHER = web.AppKey("prefetcher", Prefetcher)
+SETTINGS = web.AppKey("settings", Settings)
+
+NEXT_TRACK_HEADER = "X-Encore-Next"
 
 IMMUTABLE = "public, max-age=31536000, immutable"
 
@@ -48,7 +55,7 @@ async def get_manifest(request: web.Request) -> web.StreamResponse:
         "ETag": etag,
         "Last-Modified": http_date(manifest.published_at),
         # Manifests carry licensing, which later depends on the client's region: no shared caches.
-        "Cache-Control": f"private, max-age={int(request.app[MANIFEST_TTL])}",
+        "Cache-Control": f"private, max-age={int(request.app[SETTINGS].edge.manifest_ttl_s)}",
     }
     if preconditions.evaluate(request.headers, etag, manifest.published_at) is Outcome.NOT_MODIFIED:
         return web.Response(status=304, headers=headers)
@@ -101,20 +108,83 @@ async def get_rendition(request: web.Request) -> web.StreamResponse:
         if ranges is not None:
             response.headers["Content-Range"] = ranges[0].content_range(rendition.size)
 
-    await response.prepare(request)
     if request.method == "HEAD" or not parts:
+        await response.prepare(request)
         return response  # no body, so no first byte to time
-    await _write_body(
-        request,
-        response,
-        store=store,
-        plan=plan,
-        parts=parts,
-        heads=heads,
-        tail=tail,
-        started=started,
-    )
+    if plan.needs_origin:
+        store.guard.breaker.check()  # fail fast (503) while the origin is known to be down
+    _schedule_prefetch(request, store, obj, parts, rendition)
+    body = _body(store, plan, parts, heads, tail)
+    try:
+        # The first bytes are in hand before the headers go: an origin that fails right away
+        # gives the client a clean JSON error rather than a cut connection.
+        first = await anext(body)
+        await response.prepare(request)
+        await _write_body(
+            request,
+            response,
+            body=body,
+            first=first,
+            cache_status=plan.cache_status,
+            started=started,
+        )
+    finally:
+        await body.aclose()
     return response
+
+
+def _schedule_prefetch(
+    request: web.Request,
+    store: SliceStore,
+    obj: StoredObject,
+    parts: list[ByteRange],
+    rendition: Rendition,
+) -> None:
+    prefetcher = request.app[PREFETCHER]
+    settings = request.app[SETTINGS]
+    last_index = max(part.end for part in parts) // store.slice_bytes
+    prefetcher.after_read(obj, last_index, settings.cache.prefetch_slices)
+    hint = request.headers.get(NEXT_TRACK_HEADER)
+    if hint is None or not layout.is_track_id(hint):
+        return  # only a hint: a malformed one is ignored
+    manifests = request.app[MANIFESTS]
+    slices = max(settings.cache.prefetch_slices, 1)
+    # The client's region decides the licence; until regions are resolved per request,
+    # that is the node's home region.
+    region = settings.edge.region
+    prefetcher.submit(
+        lambda: _warm_next(
+            manifests=manifests,
+            prefetcher=prefetcher,
+            track_id=hint,
+            region=region,
+            playing=rendition,
+            slices=slices,
+        )
+    )
+
+
+async def _warm_next(
+    *,
+    manifests: ManifestStore,
+    prefetcher: Prefetcher,
+    track_id: str,
+    region: str,
+    playing: Rendition,
+    slices: int,
+) -> None:
+    try:
+        await warm_track(
+            manifests,
+            prefetcher,
+            track_id,
+            region=region,
+            pick=same_bitrate(playing),
+            slices=slices,
+            reason=PrefetchReason.NEXT_TRACK,
+        )
+    except EncoreError as exc:  # unknown, unlicensed or unreachable: nothing to warm
+        log.debug("not warming next track %s: %s", track_id, exc.message)
 
 
 def _requested_ranges(
@@ -128,29 +198,42 @@ def _requested_ranges(
     return parse_range(header, rendition.size)
 
 
-async def _write_body(
-    request: web.Request,
-    response: web.StreamResponse,
-    *,
+async def _body(
     store: SliceStore,
     plan: ReadPlan,
     parts: list[ByteRange],
     heads: list[bytes],
     tail: bytes,
+) -> AsyncGenerator[bytes | memoryview, None]:
+    """The response body: each part's head (multipart) and bytes, then the closing tail. The
+    first item always carries audio bytes, so pulling it surfaces an origin failure."""
+    for part, head in zip(parts, heads, strict=True):
+        chunks = store.read(plan, part)
+        try:
+            first = await anext(chunks)
+            yield head + first if head else first
+            async for chunk in chunks:
+                yield chunk
+        finally:
+            await chunks.aclose()
+    if tail:
+        yield tail
+
+
+async def _write_body(
+    request: web.Request,
+    response: web.StreamResponse,
+    *,
+    body: AsyncGenerator[bytes | memoryview, None],
+    first: bytes | memoryview,
+    cache_status: str,
     started: float,
 ) -> None:
-    first = True
     try:
-        for part, head in zip(parts, heads, strict=True):
-            if head:
-                await response.write(head)
-            async for chunk in store.read(plan, part):
-                await response.write(chunk)
-                if first:
-                    metrics.TTFB.labels(plan.cache_status).observe(time.perf_counter() - started)
-                    first = False
-        if tail:
-            await response.write(tail)
+        await response.write(first)
+        metrics.TTFB.labels(cache_status).observe(time.perf_counter() - started)
+        async for chunk in body:
+            await response.write(chunk)
     except EncoreError as exc:
         # Headers are gone, so no error response can follow. Break the connection: the client
         # must see a failed transfer, never a short body passed off as complete.

@@ -50,9 +50,14 @@ def make_settings(endpoint_url: str, bucket: str, **sections: dict[str, Any]) ->
         "origin": dataclasses.replace(
             base.origin, endpoint_url=endpoint_url, bucket=bucket, connect_timeout_s=1.0
         ),
-        # No disk tier unless a test asks for one (with a folder of its own).
+        # No disk tier unless a test asks for one (with a folder of its own), and no prefetch
+        # unless a test is about it: other tests count exactly what reaches the origin.
         "cache": dataclasses.replace(
-            base.cache, slice_bytes=TEST_SLICE_BYTES, memory_bytes=64 * 1024**2, disk_bytes=0
+            base.cache,
+            slice_bytes=TEST_SLICE_BYTES,
+            memory_bytes=64 * 1024**2,
+            disk_bytes=0,
+            prefetch_slices=0,
         ),
         "edge": dataclasses.replace(base.edge, region="SE"),
     }

@@ -26,8 +26,13 @@ class Faults:
     latency_s: float = 0.0  # added before each request reaches the S3 server
     refuse: bool = False
     truncate_response_at: int | None = None  # bytes of the whole response, headers included
-    # Called with each request before it is forwarded; False drops the connection instead.
-    on_request: Callable[[SeenRequest], bool] | None = None
+    # After this many bytes of a response (headers included), hold the rest for stall_s: a
+    # slow origin body, so readers can be seen reading while it is written.
+    stall_after: int | None = None
+    stall_s: float = 0.0
+    # Called with each request before it is forwarded: True forwards it, False drops the
+    # connection, bytes are sent back as the whole raw response instead (a canned 503).
+    on_request: Callable[[SeenRequest], bool | bytes] | None = None
 
 
 @dataclass
@@ -105,7 +110,10 @@ class TcpProxy:
         except OSError:
             writer.transport.abort()
             return
-        upstream = asyncio.ensure_future(self._pump_responses(up_reader, writer))
+        # Bytes of the current response so far: reset as each request goes upstream (clients
+        # here do not pipeline), so stall and truncate limits apply per response.
+        sent = [0]
+        upstream = asyncio.ensure_future(self._pump_responses(up_reader, writer, sent))
         try:
             while True:
                 head = await reader.readuntil(b"\r\n\r\n")
@@ -119,11 +127,18 @@ class TcpProxy:
                 seen = SeenRequest(method, path, headers)
                 self.requests.append(seen)
                 hook = self.faults.on_request
-                if hook is not None and not hook(seen):
+                verdict = True if hook is None else hook(seen)
+                if verdict is False:
                     writer.transport.abort()
                     break
+                if isinstance(verdict, bytes):
+                    await _skip_body(reader, headers)
+                    writer.write(verdict)
+                    await writer.drain()
+                    continue
                 if self.faults.latency_s:
                     await asyncio.sleep(self.faults.latency_s)
+                sent[0] = 0
                 # The head goes first on its own: a client that sent "Expect: 100-continue"
                 # holds its body back until the server answers.
                 up_writer.write(head)
@@ -143,24 +158,49 @@ class TcpProxy:
             writer.close()
 
     async def _pump_responses(
-        self, up_reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+        self, up_reader: asyncio.StreamReader, writer: asyncio.StreamWriter, sent: list[int]
     ) -> None:
-        sent = 0
         try:
             while True:
                 chunk = await up_reader.read(65536)
                 if not chunk:
                     break
+                done = sent[0]
+                stall = self.faults.stall_after
+                if stall is not None and done < stall <= done + len(chunk):
+                    writer.write(chunk[: stall - done])
+                    await writer.drain()
+                    await asyncio.sleep(self.faults.stall_s)
+                    chunk = chunk[stall - done :]
+                    done = sent[0] = stall
                 limit = self.faults.truncate_response_at
-                if limit is not None and sent + len(chunk) >= limit:
-                    writer.write(chunk[: limit - sent])
+                if limit is not None and done + len(chunk) >= limit:
+                    writer.write(chunk[: limit - done])
                     await writer.drain()
                     writer.transport.abort()
                     return
-                sent += len(chunk)
+                sent[0] = done + len(chunk)
                 writer.write(chunk)
                 await writer.drain()
         except ConnectionError:
             pass
         finally:
             writer.close()
+
+
+async def _skip_body(reader: asyncio.StreamReader, headers: dict[str, str]) -> None:
+    remaining = int(headers.get("content-length", "0"))
+    while remaining:
+        chunk = await reader.read(min(remaining, 65536))
+        if not chunk:
+            raise asyncio.IncompleteReadError(b"", remaining)
+        remaining -= len(chunk)
+
+
+def canned_response(status: int, reason: str, body: bytes = b"") -> bytes:
+    """A raw HTTP/1.1 response, for ``Faults.on_request`` to answer in the server's stead."""
+    head = (
+        f"HTTP/1.1 {status} {reason}\r\nContent-Length: {len(body)}\r\n"
+        "Content-Type: application/xml\r\n\r\n"
+    )
+    return head.encode() + body

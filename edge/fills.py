@@ -1,0 +1,236 @@
+"""Single flight per slice, with read-while-write.
+
+A missing slice is fetched once per worker, however many requests want it. The first request
+starts a :class:`Run`: one origin range GET for a stretch of adjacent missing slices, running in
+a task of its own, so the client that started it can leave without cancelling what others wait
+for. Each slice of the run is a :class:`SliceFill`, a buffer of the slice's final length that
+the run writes into in order. Every request, the one that started it included, reads a fill
+while it is being written: it gets each chunk the moment it lands, and waits on a future that
+the next write completes. Nobody polls, and nobody waits for the whole slice.
+
+A slice is committed to the tiers only when it is complete and exactly as long as announced
+(the origin stream guarantees the length). A failed run fails its remaining fills: every reader
+gets the error. A run that nobody reads any more (its clients left) stops at the next slice
+boundary; prefetch runs always finish.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+from collections.abc import AsyncGenerator, Callable
+from contextlib import aclosing
+from dataclasses import dataclass
+
+from cachetools import TTLCache
+
+from edge import metrics
+from edge.errors import EncoreError, NotFound, OriginTimeout, OriginUnavailable, Unavailable
+from edge.origin_guard import OriginGuard
+
+log = logging.getLogger(__name__)
+
+MAX_MISSING_OBJECTS = 100_000
+
+SliceKey = tuple[str, int]  # (immutable object key, slice index)
+
+
+@dataclass(frozen=True, slots=True)
+class StoredObject:
+    """An immutable origin object: its key never names other bytes."""
+
+    key: str
+    size: int
+
+
+class FillKind(enum.Enum):
+    DEMAND = "demand"  # a client asked for it
+    PREFETCH = "prefetch"  # look-ahead, next-track hint or warm
+
+
+class WaitOutcome(enum.Enum):
+    """How a request's wait on a slice another request is fetching ended (a metric label)."""
+
+    DONE = "done"  # it read its bytes as they arrived
+    ERROR = "error"  # the fetch failed; the waiter got the error
+    TIMEOUT = "timeout"  # no byte arrived within the wait bound
+    FULL = "full"  # too many waiters on that slice already; refused with 503
+    GONE = "gone"  # the waiter's client went away first
+
+
+class SliceFill:
+    """One slice being fetched: its buffer, how much of it has arrived, and who waits."""
+
+    __slots__ = ("_waiting", "buffer", "error", "filled", "index", "readers", "run", "used")
+
+    def __init__(self, run: Run, index: int, length: int) -> None:
+        self.run = run
+        self.index = index
+        # Allocated at its final length and never resized, so readers may hold views of it.
+        self.buffer = bytearray(length)
+        self.filled = 0
+        self.error: EncoreError | None = None
+        self.readers = 0
+        self.used = False  # a demand request read this prefetched slice
+        self._waiting: list[asyncio.Future[None]] = []
+
+    @property
+    def complete(self) -> bool:
+        return self.filled == len(self.buffer)
+
+    def write(self, data: memoryview) -> None:
+        end = self.filled + len(data)
+        self.buffer[self.filled : end] = data
+        self.filled = end
+        self._wake()
+
+    def fail(self, error: EncoreError) -> None:
+        self.error = error
+        self._wake()
+
+    def _wake(self) -> None:
+        waiting, self._waiting = self._waiting, []
+        for waiter in waiting:
+            if not waiter.done():
+                waiter.set_result(None)
+
+    async def read(self, start: int, stop: int, wait_s: float) -> AsyncGenerator[memoryview, None]:
+        """Yield ``buffer[start:stop]`` as it arrives; raise the fill's error if it fails."""
+        view = memoryview(self.buffer)
+        position = start
+        while position < stop:
+            if self.filled > position:
+                end = min(self.filled, stop)
+                yield view[position:end]
+                position = end
+                continue
+            if self.error is not None:
+                raise self.error.with_traceback(None)  # one error object, many readers
+            waiter = asyncio.get_running_loop().create_future()
+            self._waiting.append(waiter)
+            try:
+                async with asyncio.timeout(wait_s):
+                    await waiter
+            except TimeoutError:
+                raise OriginTimeout(
+                    f"no origin bytes for this slice within {wait_s:g} s", code="fill_wait_timeout"
+                ) from None
+
+
+class Run:
+    """One origin GET in flight for the adjacent slices ``fills``."""
+
+    __slots__ = ("fills", "interest", "kind", "obj", "task")
+
+    def __init__(self, obj: StoredObject, kind: FillKind) -> None:
+        self.obj = obj
+        self.kind = kind
+        self.fills: list[SliceFill] = []
+        self.interest = 0  # requests reading (or about to read) this run's slices
+        self.task: asyncio.Task[None] | None = None
+
+    @property
+    def wanted(self) -> bool:
+        return self.kind is FillKind.PREFETCH or self.interest > 0
+
+
+Commit = Callable[[SliceFill, bytes], None]
+
+
+class FillBoard:
+    """The slices this worker is fetching now, and the runs that fetch them."""
+
+    def __init__(
+        self, guard: OriginGuard, slice_bytes: int, commit: Commit, negative_ttl_s: float = 0
+    ) -> None:
+        self._guard = guard
+        self._slice_bytes = slice_bytes
+        self._commit = commit
+        self._fills: dict[SliceKey, SliceFill] = {}
+        self._runs: set[Run] = set()
+        # Objects the origin said it does not have (a manifest naming a deleted object): asked
+        # again only after the negative TTL.
+        self._negative_ttl_s = negative_ttl_s
+        self._missing: TTLCache[str, bool] = TTLCache(
+            maxsize=MAX_MISSING_OBJECTS, ttl=max(negative_ttl_s, 0.001)
+        )
+
+    def __len__(self) -> int:
+        return len(self._fills)
+
+    def get(self, key: SliceKey) -> SliceFill | None:
+        return self._fills.get(key)
+
+    def start(self, obj: StoredObject, first: int, last: int, kind: FillKind) -> Run:
+        """Fetch slices ``first..last`` of ``obj``, none of which may be in flight already."""
+        if obj.key in self._missing:
+            raise _object_not_found(obj.key)
+        run = Run(obj, kind)
+        size = self._slice_bytes
+        for index in range(first, last + 1):
+            fill = SliceFill(run, index, min(size, obj.size - index * size))
+            run.fills.append(fill)
+            self._fills[(obj.key, index)] = fill
+        metrics.ORIGIN_FILLS.labels(kind.value).inc(len(run.fills))
+        run.task = asyncio.create_task(self._fetch(run))
+        self._runs.add(run)
+        run.task.add_done_callback(lambda _: self._runs.discard(run))
+        return run
+
+    async def _fetch(self, run: Run) -> None:
+        obj, fills = run.obj, run.fills
+        first = fills[0].index
+        start = first * self._slice_bytes
+        end = start + sum(len(fill.buffer) for fill in fills) - 1
+        done = 0  # fills completed
+        error: EncoreError | None = None
+        try:
+            async with aclosing(self._guard.stream(obj.key, start, end, obj.size)) as chunks:
+                async for chunk in chunks:
+                    view, offset = memoryview(chunk), 0
+                    while offset < len(view):
+                        fill = fills[done]
+                        take = min(len(view) - offset, len(fill.buffer) - fill.filled)
+                        fill.write(view[offset : offset + take])
+                        offset += take
+                        if fill.complete:
+                            self._finish(fill)
+                            done += 1
+                            if done < len(fills) and not run.wanted:
+                                return  # everyone who wanted the rest left: stop here
+        except EncoreError as exc:
+            error = exc
+            if isinstance(exc, NotFound) and self._negative_ttl_s > 0:
+                self._missing[obj.key] = True
+        except asyncio.CancelledError:
+            error = Unavailable("the edge is shutting down", code="shutting_down", retry_after_s=1)
+            raise
+        except Exception as exc:  # a bug must not leave readers waiting forever
+            log.exception("slice fetch for %s failed", obj.key)
+            error = OriginUnavailable(f"internal error fetching from the origin: {exc!r}")
+        finally:
+            for fill in fills[done:]:
+                self._fills.pop((obj.key, fill.index), None)
+                fill.fail(
+                    error or OriginUnavailable("the fetch was abandoned", code="fill_abandoned")
+                )
+
+    def _finish(self, fill: SliceFill) -> None:
+        """Commit a complete slice, then take it off the board (no gap between the two)."""
+        self._commit(fill, bytes(fill.buffer))
+        self._fills.pop((fill.run.obj.key, fill.index), None)
+
+    def known_missing(self, key: str) -> bool:
+        return key in self._missing
+
+    async def drain(self) -> None:
+        """Cancel every run (at shutdown); their readers get 503 ``shutting_down``."""
+        tasks = [run.task for run in self._runs if run.task is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def _object_not_found(key: str) -> NotFound:
+    return NotFound(f"{key} is not in the origin bucket", code="origin_not_found")
