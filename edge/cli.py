@@ -39,7 +39,35 @@ def _parser() -> argparse.ArgumentParser:
     simulate.add_argument("--slice-bytes", help="slice size (default: the config's, else 256KiB)")
     simulate.add_argument("--config", help="take cache.slice_bytes from this config")
     simulate.add_argument("--json", action="store_true", help="machine-readable results")
+    warm = commands.add_parser(
+        "warm", help="pre-position a top-N list of tracks on a running node (admin API)"
+    )
+    warm.add_argument("--config", required=True, help="the node's TOML config (admin section)")
+    warm.add_argument("--top", type=Path, required=True, help="file of track ids, one per line")
+    warm.add_argument("--renditions", help="only these renditions, e.g. 96,160 (default: all)")
+    warm.add_argument("--slices", type=int, help="slices from the start of each (default 4)")
+    warm.add_argument("--admin-url", help="the admin API (default: from the config)")
     return parser
+
+
+def _warm(args: argparse.Namespace) -> int:
+    from edge.warm_cli import WarmError, warm  # noqa: PLC0415
+
+    try:
+        summary = warm(
+            load_settings(args.config),
+            args.top,
+            renditions=args.renditions.split(",") if args.renditions else None,
+            slices=args.slices,
+            url=args.admin_url,
+        )
+    except WarmError as exc:
+        print(f"encore-edge warm: {exc}", file=sys.stderr)
+        return 1
+    for failure in summary.failed:
+        print(f"  {failure['track_id']}: {failure['error']}: {failure['message']}", file=sys.stderr)
+    print(summary.line())
+    return 1 if summary.failed else 0
 
 
 def _simulate(args: argparse.Namespace) -> int:
@@ -62,9 +90,9 @@ def _simulate(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    if args.command == "simulate":
+    if args.command in {"simulate", "warm"}:
         try:
-            return _simulate(args)
+            return _simulate(args) if args.command == "simulate" else _warm(args)
         except ConfigError as exc:
             print(f"encore-edge: config error: {exc}", file=sys.stderr)
             return 2

@@ -109,7 +109,10 @@ class SliceStore:
         self._disk_writes: set[asyncio.Task[None]] = set()
         self._prefetched: set[SliceKey] = set()  # prefetched into memory, not read yet
 
-    async def plan(self, obj: StoredObject, ranges: Sequence[ByteRange]) -> ReadPlan:
+    async def plan(
+        self, obj: StoredObject, ranges: Sequence[ByteRange], *, reading: bool = True
+    ) -> ReadPlan:
+        """Look up the slices ``ranges`` cover; ``reading`` False: only to answer a HEAD."""
         indexes: set[int] = set()
         for r in ranges:
             indexes.update(range(r.start // self.slice_bytes, r.end // self.slice_bytes + 1))
@@ -119,7 +122,7 @@ class SliceStore:
             data = self.memory.get((obj.key, index))
             if data is not None:
                 held[index] = data
-                if self._prefetched:
+                if reading and self._prefetched:
                     self._note_use((obj.key, index))
             else:
                 missing.append(index)

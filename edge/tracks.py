@@ -91,7 +91,7 @@ async def get_rendition(request: web.Request) -> web.StreamResponse:
     obj = StoredObject(rendition.key, rendition.size)
     whole = [ByteRange(0, rendition.size - 1)] if rendition.size else []
     parts = whole if ranges is None else ranges
-    plan = await store.plan(obj, parts)
+    plan = await store.plan(obj, parts, reading=request.method != "HEAD")
     headers["X-Cache"] = plan.cache_status
     headers["X-Cache-Tier"] = plan.slowest_tier.label
 

@@ -30,6 +30,7 @@ from tests.support.edge_server import EdgeServer
 from tests.support.tcp_proxy import TcpProxy
 
 TEST_SLICE_BYTES = 16 * 1024
+EVERYWHERE = License(allow=("*",))
 
 
 @dataclass
@@ -108,7 +109,11 @@ class Catalog:
         self.workdir = workdir
 
     def publish(
-        self, renditions: dict[str, bytes], track_id: str | None = None, via: str | None = None
+        self,
+        renditions: dict[str, bytes],
+        track_id: str | None = None,
+        via: str | None = None,
+        license: License | None = EVERYWHERE,
     ) -> Manifest:
         """Publish ``renditions`` under ``track_id``; ``via`` names another endpoint (a proxy).
 
@@ -133,7 +138,7 @@ class Catalog:
                     seek_table=SeekTable.from_points(0, [(0.0, 0)] if data else []),
                 )
             )
-        track = TrackInfo(track_id, "Test", "Tests", License(allow=("*",)))
+        track = TrackInfo(track_id, "Test", "Tests", license)
 
         async def run() -> Manifest:
             settings = make_settings(via or self.s3.endpoint_url, self.s3.bucket)
@@ -144,6 +149,14 @@ class Catalog:
                 return result.manifest
 
         return asyncio.run(run())
+
+    def delete(self, key: str) -> None:
+        async def run() -> None:
+            settings = make_settings(self.s3.endpoint_url, self.s3.bucket)
+            async with open_s3_client(settings.origin) as client:
+                await client.delete_object(Bucket=self.s3.bucket, Key=key)
+
+        asyncio.run(run())
 
     def put_raw(self, key: str, body: bytes) -> None:
         async def run() -> None:

@@ -1,0 +1,166 @@
+"""Prefetch: sequential look-ahead, the next-track hint (licence first), stopping under origin
+trouble, and the issued / used / wasted counters. Origin requests are counted at the proxy."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import os
+import time
+from collections.abc import Callable
+
+from origin.license import License
+from tests.conftest import TEST_SLICE_BYTES, Catalog
+from tests.support.edge_server import EdgeServer
+from tests.support.tcp_proxy import TcpProxy
+
+SLICE = TEST_SLICE_BYTES
+
+
+class Counters:
+    def __init__(self, edge: EdgeServer) -> None:
+        self.edge = edge
+        self.before = edge.metric_samples()
+
+    def delta(self, name: str, **labels: str) -> float:
+        key = (name, frozenset(labels.items()))
+        return self.edge.metric_samples().get(key, 0.0) - self.before.get(key, 0.0)
+
+
+def _slice_range(index: int) -> str:
+    return f"bytes={index * SLICE}-{(index + 1) * SLICE - 1}"
+
+
+def _wait_cached(edge: EdgeServer, path: str, index: int, timeout_s: float = 10) -> None:
+    deadline = time.monotonic() + timeout_s
+    while edge.request("HEAD", path, {"Range": _slice_range(index)}).header("X-Cache") != "HIT":
+        assert time.monotonic() < deadline, f"slice {index} of {path} was never prefetched"
+        time.sleep(0.02)
+
+
+def _ranges(proxy: TcpProxy, key: str) -> list[str]:
+    return [r.headers.get("range", "") for r in proxy.gets(key)]
+
+
+def test_reading_slice_n_fetches_the_next_k_slices_ahead(
+    catalog: Catalog, proxy: TcpProxy, start_edge: Callable[..., EdgeServer]
+) -> None:
+    data = os.urandom(6 * SLICE)
+    manifest = catalog.publish({"160": data})
+    key, path = manifest.renditions["160"].key, f"/v1/tracks/{manifest.track_id}/160"
+    edge = start_edge(origin_url=proxy.url, cache={"prefetch_slices": 2})
+    counters = Counters(edge)
+
+    first = edge.get(path, Range=_slice_range(0))
+    assert (first.status, first.header("X-Cache")) == (206, "MISS")
+    _wait_cached(edge, path, 1)
+    _wait_cached(edge, path, 2)
+    assert _ranges(proxy, key) == [_slice_range(0), f"bytes={SLICE}-{3 * SLICE - 1}"]
+
+    second = edge.get(path, Range=_slice_range(1))
+    assert (second.header("X-Cache"), second.body) == ("HIT", data[SLICE : 2 * SLICE])
+    _wait_cached(edge, path, 3)  # reading slice 1 looked ahead to 2 (cached) and 3
+    assert counters.delta("encore_prefetch_issued_total", reason="sequential") == 3
+    assert counters.delta("encore_prefetch_used_total") == 1
+    # The end of the object bounds the look-ahead.
+    edge.get(path, Range=_slice_range(5))
+    time.sleep(0.2)
+    assert all(not r.startswith(f"bytes={6 * SLICE}") for r in _ranges(proxy, key))
+
+
+def test_a_demand_request_joins_a_prefetch_in_flight(
+    catalog: Catalog, proxy: TcpProxy, start_edge: Callable[..., EdgeServer]
+) -> None:
+    data = os.urandom(3 * SLICE)
+    manifest = catalog.publish({"160": data})
+    key, path = manifest.renditions["160"].key, f"/v1/tracks/{manifest.track_id}/160"
+    edge = start_edge(origin_url=proxy.url, cache={"prefetch_slices": 1})
+    assert edge.get(f"/v1/tracks/{manifest.track_id}").status == 200
+    counters = Counters(edge)
+    proxy.faults.stall_after, proxy.faults.stall_s = 2000, 1.0  # every audio body is slow
+
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        first = pool.submit(edge.get, path, Range=_slice_range(0))  # prefetches slice 1
+        time.sleep(0.4)
+        second = edge.get(path, Range=_slice_range(1))  # while that prefetch is in flight
+        assert first.result().body == data[:SLICE]
+    assert (second.body, second.header("X-Cache")) == (data[SLICE : 2 * SLICE], "MISS")
+    assert _ranges(proxy, key).count(_slice_range(1)) == 1  # fetched once, by the prefetch
+    assert counters.delta("encore_fill_waits_total", outcome="done") == 1
+    assert counters.delta("encore_prefetch_used_total") == 1
+
+
+def test_unread_prefetched_slices_that_leave_memory_count_as_wasted(
+    catalog: Catalog, proxy: TcpProxy, start_edge: Callable[..., EdgeServer]
+) -> None:
+    first = catalog.publish({"160": os.urandom(4 * SLICE)})
+    other = catalog.publish({"160": os.urandom(8 * SLICE)})
+    edge = start_edge(origin_url=proxy.url, cache={"prefetch_slices": 2, "memory_bytes": 4 * SLICE})
+    counters = Counters(edge)
+    path = f"/v1/tracks/{first.track_id}/160"
+    edge.get(path, Range=_slice_range(0))
+    _wait_cached(edge, path, 2)
+    edge.get(f"/v1/tracks/{other.track_id}/160")  # eight slices through a four-slice tier
+    time.sleep(0.3)
+    assert counters.delta("encore_prefetch_wasted_total") >= 2
+    assert counters.delta("encore_prefetch_used_total") == 0
+
+
+def test_the_next_track_hint_warms_the_same_bitrate_after_the_licence_check(
+    catalog: Catalog, proxy: TcpProxy, start_edge: Callable[..., EdgeServer]
+) -> None:
+    playing = catalog.publish({"96": os.urandom(2 * SLICE), "160": os.urandom(2 * SLICE)})
+    upcoming_data = os.urandom(3 * SLICE)
+    upcoming = catalog.publish({"96": os.urandom(3 * SLICE), "160": upcoming_data})
+    blocked = catalog.publish(
+        {"96": os.urandom(SLICE), "160": os.urandom(SLICE)}, license=License(allow=("NO",))
+    )
+    edge = start_edge(origin_url=proxy.url, cache={"prefetch_slices": 1})  # node region SE
+    counters = Counters(edge)
+
+    edge.get(
+        f"/v1/tracks/{playing.track_id}/160", Range="bytes=0-99", X_Encore_Next=upcoming.track_id
+    )
+    next_path = f"/v1/tracks/{upcoming.track_id}/160"
+    _wait_cached(edge, next_path, 0)
+    assert edge.get(next_path, Range="bytes=0-999").body == upcoming_data[:1000]
+    assert proxy.gets(upcoming.renditions["96"].key) == []  # only the bitrate being played
+    assert counters.delta("encore_prefetch_issued_total", reason="next_track") == 1
+
+    edge.get(
+        f"/v1/tracks/{playing.track_id}/160", Range="bytes=0-99", X_Encore_Next=blocked.track_id
+    )
+    edge.get(f"/v1/tracks/{playing.track_id}/160", Range="bytes=0-99", X_Encore_Next="../etc")
+    time.sleep(0.5)
+    # Its manifest was read to check the licence; none of its audio was fetched.
+    assert all(blocked.renditions[n].key not in r.path for n in ("96", "160") for r in proxy.gets())
+
+
+def test_prefetch_stops_first_when_the_origin_is_in_trouble(
+    catalog: Catalog, proxy: TcpProxy, start_edge: Callable[..., EdgeServer]
+) -> None:
+    hot = catalog.publish({"160": os.urandom(4 * SLICE)})
+    cold = catalog.publish({"160": os.urandom(SLICE)})
+    hot_key, hot_path = hot.renditions["160"].key, f"/v1/tracks/{hot.track_id}/160"
+    edge = start_edge(
+        origin_url=proxy.url,
+        origin={"retries": 0},
+        cache={"prefetch_slices": 0},  # turned on below through a second node
+    )
+    assert edge.get(hot_path, Range=_slice_range(0)).status == 206
+    assert edge.get(f"/v1/tracks/{cold.track_id}").status == 200
+    edge.stop()
+
+    node = start_edge(origin_url=proxy.url, origin={"retries": 0}, cache={"prefetch_slices": 2})
+    assert node.get(hot_path, Range=_slice_range(0)).status == 206  # its own cold start
+    _wait_cached(node, hot_path, 2)
+    assert node.get(f"/v1/tracks/{cold.track_id}").status == 200
+    counters = Counters(node)
+    proxy.set_down(True)
+    assert node.get(f"/v1/tracks/{cold.track_id}/160").status == 502  # a failure: trouble
+    proxy.set_down(False)
+    gets = len(proxy.gets(hot_key))
+    reply = node.get(hot_path, Range=_slice_range(1))  # a hit that would look ahead to 3
+    assert reply.header("X-Cache") == "HIT"
+    time.sleep(0.3)
+    assert len(proxy.gets(hot_key)) == gets
+    assert counters.delta("encore_prefetch_skipped_total", reason="origin_trouble") >= 1
