@@ -24,6 +24,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from edge.slice_files import _HEADER, decode
 from origin.local_s3 import free_port
 from tests.conftest import TEST_SLICE_BYTES, Catalog, S3Target
+from tests.support.crowd import crowd
 from tests.support.tcp_proxy import TcpProxy
 
 
@@ -281,3 +282,27 @@ def test_workers_that_cannot_start_stop_the_node_with_one_line(tmp_path: Path) -
         .splitlines()[-1]
         .startswith("encore-edge: workers keep exiting right after start")
     )
+
+
+def test_a_crowd_across_workers_fetches_a_slice_at_most_once_per_worker_and_counts_it(
+    start_node: Callable[..., Node], catalog: Catalog, proxy: TcpProxy
+) -> None:
+    data = os.urandom(TEST_SLICE_BYTES)
+    manifest = catalog.publish({"160": data})
+    key, path = manifest.renditions["160"].key, f"/v1/tracks/{manifest.track_id}/160"
+    node = start_node(origin_url=proxy.url)
+    proxy.faults.stall_after, proxy.faults.stall_s = 2000, 1.0  # a slow body: both fill at once
+    port = int(node.url.rsplit(":", 1)[1])
+
+    replies = crowd(port, path, {"Range": f"bytes=0-{TEST_SLICE_BYTES - 1}"}, clients=24)
+
+    assert all(r.status == 206 and r.body == data for r in replies)
+    gets = len(proxy.gets(key))
+    assert 1 <= gets <= 2
+    deadline = time.monotonic() + 10  # the second worker notices at its (background) disk write
+    while node.metric("encore_origin_duplicate_fetches_total") != gets - 1:
+        assert time.monotonic() < deadline, (
+            gets,
+            node.metric("encore_origin_duplicate_fetches_total"),
+        )
+        time.sleep(0.05)
