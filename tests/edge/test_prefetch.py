@@ -10,20 +10,10 @@ from collections.abc import Callable
 
 from origin.license import License
 from tests.conftest import TEST_SLICE_BYTES, Catalog
-from tests.support.edge_server import EdgeServer
+from tests.support.edge_server import Counters, EdgeServer
 from tests.support.tcp_proxy import TcpProxy
 
 SLICE = TEST_SLICE_BYTES
-
-
-class Counters:
-    def __init__(self, edge: EdgeServer) -> None:
-        self.edge = edge
-        self.before = edge.metric_samples()
-
-    def delta(self, name: str, **labels: str) -> float:
-        key = (name, frozenset(labels.items()))
-        return self.edge.metric_samples().get(key, 0.0) - self.before.get(key, 0.0)
 
 
 def _slice_range(index: int) -> str:

@@ -13,7 +13,7 @@ from pathlib import Path
 from edge.slice_files import _HEADER, decode
 from tests.conftest import TEST_SLICE_BYTES, Catalog
 from tests.support.crowd import crowd, timed_get
-from tests.support.edge_server import EdgeServer
+from tests.support.edge_server import Counters, EdgeServer
 from tests.support.tcp_proxy import SeenRequest, TcpProxy
 
 SLICE = TEST_SLICE_BYTES
@@ -24,18 +24,6 @@ def _published(catalog: Catalog, size: int = SLICE) -> tuple[str, str, bytes]:
     data = os.urandom(size)
     manifest = catalog.publish({"160": data})
     return f"/v1/tracks/{manifest.track_id}/160", manifest.renditions["160"].key, data
-
-
-class Counters:
-    """Metric deltas since creation (the registry is shared by every edge in this process)."""
-
-    def __init__(self, edge: EdgeServer) -> None:
-        self.edge = edge
-        self.before = edge.metric_samples()
-
-    def delta(self, name: str, **labels: str) -> float:
-        key = (name, frozenset(labels.items()))
-        return self.edge.metric_samples().get(key, 0.0) - self.before.get(key, 0.0)
 
 
 def _slice_file_contents(path: Path) -> tuple[int, bytes]:

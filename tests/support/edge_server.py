@@ -118,3 +118,15 @@ class EdgeServer:
 
     def get(self, path: str, **headers: str) -> Reply:
         return self.request("GET", path, {k.replace("_", "-"): v for k, v in headers.items()})
+
+
+class Counters:
+    """Metric deltas since creation: the registry is shared by every in-process edge."""
+
+    def __init__(self, edge: EdgeServer) -> None:
+        self.edge = edge
+        self.before = edge.metric_samples()
+
+    def delta(self, name: str, **labels: str) -> float:
+        key = (name, frozenset(labels.items()))
+        return self.edge.metric_samples().get(key, 0.0) - self.before.get(key, 0.0)
