@@ -186,8 +186,8 @@ class CacheSettings:
     policy: str = _setting(
         DEFAULT_POLICY, _text("|".join(POLICIES), f"a cache policy ({', '.join(POLICIES)})")
     )
-    prefetch_slices: int = _setting(2, _integer(0, 64))  # look-ahead after each rendition read
-    prefetch_concurrency: int = _setting(4, _integer(1, 256))  # prefetch GETs at once, per worker
+    prefetch_slices: int = _setting(4, _integer(0, 64))  # look-ahead after each rendition read
+    prefetch_concurrency: int = _setting(16, _integer(1, 256))  # prefetch GETs at once, per worker
     max_waiters: int = _setting(4096, _integer(1, 1_000_000))  # per in-flight slice, per worker
 
 
@@ -239,6 +239,11 @@ class Settings:
         if not self.edge.region:
             raise ConfigError(
                 "edge.region: required: this node's home region, an ISO 3166-1 alpha-2 code"
+            )
+        if self.cache.prefetch_concurrency >= self.origin.max_connections:
+            raise ConfigError(
+                f"cache.prefetch_concurrency: must be below origin.max_connections "
+                f"({self.origin.max_connections}), so demand fetches always find a connection"
             )
 
 

@@ -116,6 +116,12 @@ def test_serving_needs_a_region() -> None:
         load_settings(None, env={}).check_serving()
 
 
+def test_prefetch_cannot_take_every_origin_connection() -> None:
+    env = {"ENCORE_EDGE__REGION": "SE", "ENCORE_CACHE__PREFETCH_CONCURRENCY": "64"}
+    with pytest.raises(ConfigError, match=r"cache\.prefetch_concurrency: must be below origin"):
+        load_settings(None, env=env).check_serving()
+
+
 @pytest.mark.parametrize(
     "path",
     sorted((ROOT / "config").glob("*.toml")) + sorted((ROOT / "config/regions").glob("*.toml")),
