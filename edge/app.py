@@ -80,6 +80,7 @@ async def _origin_ctx(app: web.Application) -> AsyncIterator[None]:
             disk=disk,
             max_waiters=cache.max_waiters,
             negative_ttl_s=edge.negative_ttl_s,
+            look_ahead=cache.prefetch_slices,
         )
         prefetcher = Prefetcher(store, cache.prefetch_concurrency)
         app[tracks.MANIFESTS], app[tracks.SLICES], app[tracks.PREFETCHER] = (

@@ -62,17 +62,28 @@ class WaitOutcome(enum.Enum):
 class SliceFill:
     """One slice being fetched: its buffer, how much of it has arrived, and who waits."""
 
-    __slots__ = ("_waiting", "buffer", "error", "filled", "index", "readers", "run", "used")
+    __slots__ = (
+        "_waiting",
+        "buffer",
+        "error",
+        "filled",
+        "index",
+        "prefetched",
+        "readers",
+        "run",
+        "used",
+    )
 
-    def __init__(self, run: Run, index: int, length: int) -> None:
+    def __init__(self, run: Run, index: int, length: int, prefetched: bool) -> None:
         self.run = run
         self.index = index
+        self.prefetched = prefetched  # fetched ahead of demand: kept even if nobody reads it
         # Allocated at its final length and never resized, so readers may hold views of it.
         self.buffer = bytearray(length)
         self.filled = 0
         self.error: EncoreError | None = None
         self.readers = 0
-        self.used = False  # a demand request read this prefetched slice
+        self.used = False  # a request read this prefetched slice
         self._waiting: list[asyncio.Future[None]] = []
 
     @property
@@ -130,9 +141,9 @@ class Run:
         self.interest = 0  # requests reading (or about to read) this run's slices
         self.task: asyncio.Task[None] | None = None
 
-    @property
-    def wanted(self) -> bool:
-        return self.kind is FillKind.PREFETCH or self.interest > 0
+    def wants(self, fill: SliceFill) -> bool:
+        """Should the fetch go on to fill ``fill``?"""
+        return fill.prefetched or self.interest > 0
 
 
 Commit = Callable[[SliceFill, bytes], None]
@@ -162,17 +173,25 @@ class FillBoard:
     def get(self, key: SliceKey) -> SliceFill | None:
         return self._fills.get(key)
 
-    def start(self, obj: StoredObject, first: int, last: int, kind: FillKind) -> Run:
-        """Fetch slices ``first..last`` of ``obj``, none of which may be in flight already."""
+    def start(
+        self, obj: StoredObject, first: int, last: int, kind: FillKind, ahead_from: int = -1
+    ) -> Run:
+        """Fetch slices ``first..last`` of ``obj``, none of which may be in flight already.
+        Slices from ``ahead_from`` on are look-ahead riding on a demand fetch: prefetched."""
         if obj.key in self._missing:
             raise _object_not_found(obj.key)
         run = Run(obj, kind)
         size = self._slice_bytes
         for index in range(first, last + 1):
-            fill = SliceFill(run, index, min(size, obj.size - index * size))
+            prefetched = kind is FillKind.PREFETCH or 0 <= ahead_from <= index
+            fill = SliceFill(run, index, min(size, obj.size - index * size), prefetched)
             run.fills.append(fill)
             self._fills[(obj.key, index)] = fill
-        metrics.ORIGIN_FILLS.labels(kind.value).inc(len(run.fills))
+        ahead = sum(fill.prefetched for fill in run.fills)
+        if ahead:
+            metrics.ORIGIN_FILLS.labels(FillKind.PREFETCH.value).inc(ahead)
+        if len(run.fills) > ahead:
+            metrics.ORIGIN_FILLS.labels(FillKind.DEMAND.value).inc(len(run.fills) - ahead)
         run.task = asyncio.create_task(self._fetch(run))
         self._runs.add(run)
         run.task.add_done_callback(lambda _: self._runs.discard(run))
@@ -197,7 +216,7 @@ class FillBoard:
                         if fill.complete:
                             self._finish(fill)
                             done += 1
-                            if done < len(fills) and not run.wanted:
+                            if done < len(fills) and not run.wants(fills[done]):
                                 return  # everyone who wanted the rest left: stop here
         except EncoreError as exc:
             error = exc

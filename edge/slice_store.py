@@ -98,12 +98,14 @@ class SliceStore:
         disk: DiskTier | None = None,
         max_waiters: int = 4096,
         negative_ttl_s: float = 0,
+        look_ahead: int = 0,
     ) -> None:
         self.guard = guard
         self.memory = MemoryTier(memory_bytes, policy, on_evict=self._evicted)
         self.disk = disk
         self.slice_bytes = slice_bytes
         self.max_waiters = max_waiters
+        self.look_ahead = look_ahead  # slices a demand fetch brings along past its request
         self.fills = FillBoard(guard, slice_bytes, self._commit, negative_ttl_s)
         self._wait_s = guard.deadline_s + WAIT_MARGIN_S
         self._disk_writes: set[asyncio.Task[None]] = set()
@@ -167,10 +169,11 @@ class SliceStore:
                 fill = plan.following.get(index) or self.fills.get((key, index))
                 joined = fill is not None
                 if fill is None:
-                    last_missing = index
-                    while last_missing < last and self._fetchable(plan, last_missing + 1):
-                        last_missing += 1
-                    fill = self.fills.start(plan.obj, index, last_missing, FillKind.DEMAND).fills[0]
+                    ahead = await self._look_ahead(plan.obj, last)
+                    fill = self.fills.get((key, index))  # started while we looked?
+                    joined = fill is not None
+                if fill is None:
+                    fill = self._start_demand(plan, index, last, ahead)
                 if fill.run is not run:
                     if run is not None:
                         run.interest -= 1
@@ -186,6 +189,40 @@ class SliceStore:
             if run is not None:
                 run.interest -= 1
 
+    def _start_demand(self, plan: ReadPlan, index: int, last: int, ahead: list[int]) -> SliceFill:
+        """One GET for the run of missing slices from ``index``; when it reaches the end of the
+        request, the look-ahead slices ride on it (no second request, no added latency)."""
+        end = index
+        while end < last and self._fetchable(plan, end + 1):
+            end += 1
+        ahead_from = -1
+        if end == last and ahead:
+            key = plan.obj.key
+            for extra in ahead:
+                if extra != end + 1 or (key, extra) in self.memory or self.fills.get((key, extra)):
+                    break
+                end = extra
+            if end > last:
+                ahead_from = last + 1
+                metrics.PREFETCH_ISSUED.labels("sequential").inc(end - last)
+        return self.fills.start(plan.obj, index, end, FillKind.DEMAND, ahead_from).fills[0]
+
+    async def _look_ahead(self, obj: StoredObject, last: int) -> list[int]:
+        """The slices after ``last`` a demand fetch may bring along: up to ``look_ahead``, in a
+        row, held by no tier; none while the origin is in trouble."""
+        if self.look_ahead <= 0 or self.guard.breaker.troubled:
+            return []
+        final = (obj.size - 1) // self.slice_bytes
+        ahead: list[int] = []
+        for index in range(last + 1, min(last + self.look_ahead, final) + 1):
+            if not self._absent(obj.key, index):
+                break
+            ahead.append(index)
+        if self.disk is not None and ahead:
+            on_disk = await self.disk.holding(obj.key, ahead)
+            ahead = ahead[: next((n for n, i in enumerate(ahead) if i in on_disk), len(ahead))]
+        return ahead
+
     def _fetchable(self, plan: ReadPlan, index: int) -> bool:
         """Neither planned from a tier nor in flight nor committed since the plan."""
         key = (plan.obj.key, index)
@@ -200,17 +237,16 @@ class SliceStore:
         self, fill: SliceFill, lo: int, hi: int, joined: bool
     ) -> AsyncGenerator[memoryview, None]:
         """Read ``fill[lo:hi]`` as it arrives (``joined``: someone else started the fill)."""
-        if joined:
-            if fill.readers >= self.max_waiters:
-                metrics.FILL_WAITS.labels(WaitOutcome.FULL.value).inc()
-                raise Unavailable(
-                    "too many requests are waiting for this slice",
-                    code="too_many_waiters",
-                    retry_after_s=1,
-                )
-            if fill.run.kind is FillKind.PREFETCH and not fill.used:
-                fill.used = True
-                metrics.PREFETCH_USED.inc()
+        if joined and fill.readers >= self.max_waiters:
+            metrics.FILL_WAITS.labels(WaitOutcome.FULL.value).inc()
+            raise Unavailable(
+                "too many requests are waiting for this slice",
+                code="too_many_waiters",
+                retry_after_s=1,
+            )
+        if fill.prefetched and not fill.used:
+            fill.used = True
+            metrics.PREFETCH_USED.inc()
         outcome = WaitOutcome.GONE
         fill.readers += 1
         try:
@@ -267,7 +303,7 @@ class SliceStore:
         obj = fill.run.obj
         key = (obj.key, fill.index)
         self.memory.put(key, data)
-        if fill.run.kind is FillKind.PREFETCH and not fill.used and key in self.memory:
+        if fill.prefetched and not fill.used and key in self.memory:
             self._prefetched.add(key)
         self._store_on_disk(obj, fill.index, data)
 

@@ -27,6 +27,11 @@ def _wait_cached(edge: EdgeServer, path: str, index: int, timeout_s: float = 10)
         time.sleep(0.02)
 
 
+def _covers(range_header: str, offset: int) -> bool:
+    start, end = map(int, range_header.removeprefix("bytes=").split("-"))
+    return start <= offset <= end
+
+
 def _ranges(proxy: TcpProxy, key: str) -> list[str]:
     return [r.headers.get("range", "") for r in proxy.gets(key)]
 
@@ -44,7 +49,8 @@ def test_reading_slice_n_fetches_the_next_k_slices_ahead(
     assert (first.status, first.header("X-Cache")) == (206, "MISS")
     _wait_cached(edge, path, 1)
     _wait_cached(edge, path, 2)
-    assert _ranges(proxy, key) == [_slice_range(0), f"bytes={SLICE}-{3 * SLICE - 1}"]
+    # The look-ahead rode on the demand GET: no second request, no added latency.
+    assert _ranges(proxy, key) == [f"bytes=0-{3 * SLICE - 1}"]
 
     second = edge.get(path, Range=_slice_range(1))
     assert (second.header("X-Cache"), second.body) == ("HIT", data[SLICE : 2 * SLICE])
@@ -74,7 +80,8 @@ def test_a_demand_request_joins_a_prefetch_in_flight(
         second = edge.get(path, Range=_slice_range(1))  # while that prefetch is in flight
         assert first.result().body == data[:SLICE]
     assert (second.body, second.header("X-Cache")) == (data[SLICE : 2 * SLICE], "MISS")
-    assert _ranges(proxy, key).count(_slice_range(1)) == 1  # fetched once, by the prefetch
+    covering = [r for r in _ranges(proxy, key) if _covers(r, SLICE)]
+    assert len(covering) == 1  # slice 1 was fetched once, ahead of its request
     assert counters.delta("encore_fill_waits_total", outcome="done") == 1
     assert counters.delta("encore_prefetch_used_total") == 1
 
