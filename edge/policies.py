@@ -117,7 +117,10 @@ class S3FifoCache(Cache[K, V]):
             self._ghost_bytes -= forgotten
 
 
-class _NotifyingLru(LRUCache[K, V]):
+class _Notifying(Cache[K, V]):
+    """Tells ``on_evict`` the key of each entry the policy evicts to make room. Mixed in
+    before a policy class, whose ``popitem`` chooses the victim."""
+
     def __init__(
         self, maxsize: int, getsizeof: Callable[[V], int] | None, on_evict: Callable[[K], None]
     ) -> None:
@@ -130,17 +133,12 @@ class _NotifyingLru(LRUCache[K, V]):
         return key, value
 
 
-class _NotifyingS3Fifo(S3FifoCache[K, V]):
-    def __init__(
-        self, maxsize: int, getsizeof: Callable[[V], int] | None, on_evict: Callable[[K], None]
-    ) -> None:
-        super().__init__(maxsize, getsizeof)
-        self._on_evict = on_evict
+class _NotifyingLru(_Notifying[K, V], LRUCache[K, V]):
+    pass
 
-    def popitem(self) -> tuple[K, V]:
-        key, value = super().popitem()
-        self._on_evict(key)
-        return key, value
+
+class _NotifyingS3Fifo(_Notifying[K, V], S3FifoCache[K, V]):
+    pass
 
 
 def make_cache(
