@@ -132,7 +132,7 @@ class TcpProxy:
                     writer.transport.abort()
                     break
                 if isinstance(verdict, bytes):
-                    await _skip_body(reader, headers)
+                    await _copy_body(reader, headers, None)
                     writer.write(verdict)
                     await writer.drain()
                     continue
@@ -142,13 +142,7 @@ class TcpProxy:
                 # The head goes first on its own: a client that sent "Expect: 100-continue"
                 # holds its body back until the server answers.
                 up_writer.write(head)
-                remaining = int(headers.get("content-length", "0"))
-                while remaining:
-                    chunk = await reader.read(min(remaining, 65536))
-                    if not chunk:
-                        raise asyncio.IncompleteReadError(b"", remaining)
-                    remaining -= len(chunk)
-                    up_writer.write(chunk)
+                await _copy_body(reader, headers, up_writer)
                 await up_writer.drain()
         except (asyncio.IncompleteReadError, ConnectionError, asyncio.LimitOverrunError):
             pass
@@ -188,13 +182,18 @@ class TcpProxy:
             writer.close()
 
 
-async def _skip_body(reader: asyncio.StreamReader, headers: dict[str, str]) -> None:
+async def _copy_body(
+    reader: asyncio.StreamReader, headers: dict[str, str], out: asyncio.StreamWriter | None
+) -> None:
+    """Read a request's body (Content-Length bytes) and pass it to ``out``, or drop it."""
     remaining = int(headers.get("content-length", "0"))
     while remaining:
         chunk = await reader.read(min(remaining, 65536))
         if not chunk:
             raise asyncio.IncompleteReadError(b"", remaining)
         remaining -= len(chunk)
+        if out is not None:
+            out.write(chunk)
 
 
 def canned_response(status: int, reason: str, body: bytes = b"") -> bytes:
