@@ -39,7 +39,6 @@ rclone's logs. Needs nginx with the slice module (Debian's nginx-light) on PATH.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import dataclasses
 import json
 import math
@@ -57,15 +56,12 @@ from pathlib import Path
 from typing import Any, TextIO
 from urllib.parse import urlsplit
 
-from edge.settings import CacheSettings, load_settings
+from edge.settings import CacheSettings
 from loadtests.crowd_client import Crowd, Sample
-from loadtests.local_origin import local_origin
+from loadtests.edge_process import percentile, publish_random
+from loadtests.local_origin import local_origin, need_tool, serve_folder_over_http
 from origin import layout
-from origin.license import License
-from origin.local_s3 import LocalS3, free_port, rclone_binary
-from origin.publish import RenditionFile, TrackInfo, publish_track
-from origin.s3 import open_s3_client
-from origin.seek_table import SeekTable
+from origin.local_s3 import LocalS3, free_port
 from tests.support.tcp_proxy import Faults, SeenRequest, TcpProxy
 
 BUCKET = "audio"
@@ -146,15 +142,6 @@ class Round:
     warm: list[Sample]
 
 
-def _need(tool: str) -> str:
-    path = shutil.which(tool) or (
-        f"/usr/sbin/{tool}" if Path(f"/usr/sbin/{tool}").exists() else None
-    )
-    if path is None:
-        sys.exit(f"bench_flash_crowd: {tool} not found (apt-get install nginx-light)")
-    return path
-
-
 def _fetch(url: str, timeout_s: float = 10) -> bytes:
     with urllib.request.urlopen(url, timeout=timeout_s) as response:
         return bytes(response.read())
@@ -172,28 +159,14 @@ def _wait(url: str, log: Path, timeout_s: float = 30) -> None:
     sys.exit("\n".join([f"bench_flash_crowd: {url} did not come up in {timeout_s:g} s", *tail]))
 
 
-async def _publish(s3: LocalS3, workdir: Path, names: list[str]) -> dict[str, Published]:
+def _publish(s3: LocalS3, workdir: Path, names: list[str]) -> dict[str, Published]:
     """One fresh track per name: OBJECT_BYTES of random bytes with a one-point seek table."""
-    settings = load_settings(None, env={"ENCORE_ORIGIN__ENDPOINT_URL": s3.endpoint_url})
-    published = {}
-    async with open_s3_client(settings.origin) as client:
-        for name in names:
-            track_id = f"crowd-{name}-{uuid.uuid4().hex[:8]}"
-            data = os.urandom(OBJECT_BYTES)
-            path = workdir / f"{track_id}.ogg"
-            path.write_bytes(data)
-            file = RenditionFile(
-                RENDITION, path, "vorbis", "audio/ogg; codecs=vorbis", "ogg", 320, 44_100, 2,
-                OBJECT_BYTES * 8 / 320_000, SeekTable.from_points(0, [(0.0, 0)]),
-            )  # fmt: skip
-            track = TrackInfo(track_id, "Crowd", "Bench", License(allow=("*",)))
-            result = await publish_track(
-                client, BUCKET, track, [file], part_bytes=settings.ingest.part_bytes
-            )
-            key = result.manifest.renditions[RENDITION].key
-            published[name] = Published(track_id, key, data[:SLICE_BYTES])
-            path.unlink()
-    return published
+    tracks = {f"crowd-{name}-{uuid.uuid4().hex[:8]}": os.urandom(OBJECT_BYTES) for name in names}
+    keys = publish_random(s3.endpoint_url, BUCKET, workdir, tracks, rendition=RENDITION)
+    return {
+        name: Published(track_id, keys[track_id], data[:SLICE_BYTES])
+        for name, (track_id, data) in zip(names, tracks.items(), strict=True)
+    }
 
 
 def _object_gets(proxy: TcpProxy, key: str) -> list[SeenRequest]:
@@ -255,14 +228,6 @@ def _measure(
 # --- statistics and the report ------------------------------------------------------------------
 
 
-def _percentile(values: list[float], p: float) -> float | None:
-    """Nearest-rank percentile; None for no values."""
-    if not values:
-        return None
-    ordered = sorted(values)
-    return ordered[max(math.ceil(p / 100 * len(ordered)) - 1, 0)]
-
-
 def _ms(value: float | None) -> float | None:
     return None if value is None else round(value * 1000, 1)
 
@@ -281,9 +246,9 @@ def _summary(samples: list[Sample]) -> dict[str, Any]:
         "errors": sum(errors.values()),
         "error_kinds": errors,
         "ttfb_ms": {"min": _ms(min(ttfb, default=None))}
-        | {f"p{p}": _ms(_percentile(ttfb, p)) for p in (50, 90, 99)}
+        | {f"p{p}": _ms(percentile(ttfb, p)) for p in (50, 90, 99)}
         | {"max": _ms(max(ttfb, default=None))},
-        "last_byte_ms": {"p50": _ms(_percentile(last, 50)), "p99": _ms(_percentile(last, 99))},
+        "last_byte_ms": {"p50": _ms(percentile(last, 50)), "p99": _ms(percentile(last, 99))},
         "send_spread_ms": _ms(max(sent) - min(sent)) if sent else None,
     }
 
@@ -467,20 +432,11 @@ def _run(args: argparse.Namespace, nginx: str, log: TextIO) -> dict[str, Any]:
         crowd = Crowd(args.client_procs)
         try:
             names = [f"{cache}{n}" for n in range(1, args.rounds + 1) for cache in CACHES]
-            objects = asyncio.run(_publish(s3, tmp, names))
+            objects = _publish(s3, tmp, names)
             plain_port = free_port()
             processes.append(
-                subprocess.Popen(
-                    [
-                        rclone_binary(),
-                        "serve",
-                        "http",
-                        f"--addr=127.0.0.1:{plain_port}",
-                        "--config=/dev/null",
-                        str(tmp / "s3" / BUCKET),
-                    ],
-                    stdout=subprocess.DEVNULL,
-                    stderr=(tmp / "rclone-http.log").open("wb"),
+                serve_folder_over_http(
+                    tmp / "s3" / BUCKET, plain_port, (tmp / "rclone-http.log").open("wb")
                 )
             )
             s3_parts = urlsplit(s3.endpoint_url)
@@ -574,7 +530,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.clients < 1 or args.rounds < 1 or args.workers < 1 or args.client_procs < 1:
         parser.error("--clients, --rounds, --workers and --client-procs must be at least 1")
-    nginx = _need("nginx")
+    nginx = need_tool("nginx", "bench_flash_crowd", "nginx-light")
     log = sys.stderr if args.json else sys.stdout
     # SIGTERM takes the same way out as Ctrl-C: _run's finally stops everything it started.
     signal.signal(signal.SIGTERM, signal.default_int_handler)

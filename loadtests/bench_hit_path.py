@@ -19,7 +19,6 @@ import json
 import os
 import random
 import re
-import shutil
 import signal
 import statistics
 import subprocess
@@ -29,12 +28,12 @@ import urllib.request
 from pathlib import Path
 
 from edge.settings import load_settings
-from loadtests.local_origin import local_origin
+from loadtests.local_origin import local_origin, need_tool, serve_folder_over_http
 from origin.demo_catalog import generate_source
 from origin.ingest import IngestJob, ingest
 from origin.ladder import parse_ladder
 from origin.license import LicenseChange
-from origin.local_s3 import LocalS3, free_port, rclone_binary
+from origin.local_s3 import LocalS3, free_port
 from origin.s3 import open_s3_client
 
 BUCKET = "audio"
@@ -73,15 +72,6 @@ http {{
 """
 
 
-def _need(tool: str) -> str:
-    path = shutil.which(tool) or (
-        f"/usr/sbin/{tool}" if Path(f"/usr/sbin/{tool}").exists() else None
-    )
-    if path is None:
-        sys.exit(f"bench_hit_path: {tool} not found (apt-get install nginx-light wrk)")
-    return path
-
-
 def _fetch(url: str, headers: dict[str, str]) -> bytes:
     request = urllib.request.Request(url, headers=headers)
     with urllib.request.urlopen(request, timeout=30) as response:
@@ -102,7 +92,7 @@ def _wait(url: str, timeout_s: float = 30) -> None:
 def _wrk(url: str, range_header: str, seconds: int, connections: int) -> tuple[float, float]:
     out = subprocess.run(
         [
-            _need("wrk"),
+            need_tool("wrk", "bench_hit_path", "nginx-light wrk"),
             "-t1",
             f"-c{connections}",
             f"-d{seconds}s",
@@ -144,26 +134,13 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--connections", type=int, default=32)
     args = parser.parse_args()
-    nginx = _need("nginx")
-    _need("wrk")
+    nginx = need_tool("nginx", "bench_hit_path", "nginx-light wrk")
+    need_tool("wrk", "bench_hit_path", "nginx-light wrk")
     with local_origin(BUCKET) as (tmp, s3):
         processes: list[subprocess.Popen[bytes]] = []
         try:
             plain_port = free_port()
-            processes.append(
-                subprocess.Popen(
-                    [
-                        rclone_binary(),
-                        "serve",
-                        "http",
-                        f"--addr=127.0.0.1:{plain_port}",
-                        "--config=/dev/null",
-                        str(tmp / "s3" / BUCKET),
-                    ],
-                    stdout=subprocess.DEVNULL,
-                    stderr=subprocess.DEVNULL,
-                )
-            )
+            processes.append(serve_folder_over_http(tmp / "s3" / BUCKET, plain_port))
             track_id, key = asyncio.run(_publish(s3, tmp))
 
             edge_port, nginx_port = free_port(), free_port()

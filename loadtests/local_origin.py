@@ -1,14 +1,19 @@
-"""A throwaway origin for benchmarks: a temp folder with ``rclone serve s3`` and one bucket."""
+"""A throwaway origin for benchmarks: a temp folder with ``rclone serve s3`` and one bucket;
+the same folder over plain HTTP for nginx, which cannot sign S3 requests; and finding tools."""
 
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
+import sys
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import IO
 
-from origin.local_s3 import LocalS3
+from origin.local_s3 import LocalS3, rclone_binary
 
 
 @contextmanager
@@ -25,3 +30,26 @@ def local_origin(bucket: str, prefix: str = "encore-bench-") -> Iterator[tuple[P
             yield tmp, s3
         finally:
             s3.stop()
+
+
+def need_tool(tool: str, bench: str, install: str) -> str:
+    """The path of ``tool`` (also looked for in /usr/sbin), or exit with an install hint."""
+    path = shutil.which(tool) or (
+        f"/usr/sbin/{tool}" if Path(f"/usr/sbin/{tool}").exists() else None
+    )
+    if path is None:
+        sys.exit(f"{bench}: {tool} not found (apt-get install {install})")
+    return path
+
+
+def serve_folder_over_http(
+    folder: Path, port: int, stderr: IO[bytes] | int = subprocess.DEVNULL
+) -> subprocess.Popen[bytes]:
+    """``rclone serve http`` of ``folder`` on loopback: proper 206 answers to ranges, which
+    nginx's slice module needs (``rclone serve s3`` answers them with 200)."""
+    return subprocess.Popen(
+        [rclone_binary(), "serve", "http", f"--addr=127.0.0.1:{port}", "--config=/dev/null",
+         str(folder)],
+        stdout=subprocess.DEVNULL,
+        stderr=stderr,
+    )  # fmt: skip
