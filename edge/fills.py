@@ -132,11 +132,10 @@ class SliceFill:
 class Run:
     """One origin GET in flight for the adjacent slices ``fills``."""
 
-    __slots__ = ("fills", "interest", "kind", "obj", "task")
+    __slots__ = ("fills", "interest", "obj", "task")
 
-    def __init__(self, obj: StoredObject, kind: FillKind) -> None:
+    def __init__(self, obj: StoredObject) -> None:
         self.obj = obj
-        self.kind = kind
         self.fills: list[SliceFill] = []
         self.interest = 0  # requests reading (or about to read) this run's slices
         self.task: asyncio.Task[None] | None = None
@@ -180,7 +179,7 @@ class FillBoard:
         Slices from ``ahead_from`` on are look-ahead riding on a demand fetch: prefetched."""
         if obj.key in self._missing:
             raise _object_not_found(obj.key)
-        run = Run(obj, kind)
+        run = Run(obj)
         size = self._slice_bytes
         for index in range(first, last + 1):
             prefetched = kind is FillKind.PREFETCH or 0 <= ahead_from <= index
