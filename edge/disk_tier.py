@@ -143,7 +143,13 @@ class DiskTier:
         try:
             if victims:
                 await asyncio.to_thread(self._unlink_all, victims)
-            await asyncio.to_thread(write_atomically, self.root, name, blob, self._tmp_prefix)
+            placed = await asyncio.to_thread(
+                write_atomically, self.root, name, blob, self._tmp_prefix
+            )
+            if not placed:  # another worker's file landed first (and is counted there)
+                self._index.pop(name, None)
+                self._publish_size()
+                return True
             if name not in self._index:  # evicted while it was being written
                 await asyncio.to_thread(self._unlink_all, [name])
         except OSError as exc:  # a full or failing disk: keep serving without it

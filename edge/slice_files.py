@@ -1,7 +1,7 @@
 """Slice files of the disk tier: one file per slice, written atomically, verified when read.
 
 A file is a small header (magic, format version, the slice's key and index, the data length
-and its CRC-32) followed by the data. It is written to a temporary file and renamed into
+and its CRC-32) followed by the data. It is written to a temporary file and linked into
 place, so a reader sees either no file or a whole one; a file damaged later (a bad disk, a
 truncation, a crash before the data reached the disk) fails verification and is never served.
 
@@ -60,18 +60,28 @@ def decode(raw: bytes, object_key: str, index: int, expected_length: int) -> byt
     return data if zlib.crc32(data) == crc else None
 
 
-def write_atomically(root: Path, name: bytes, blob: bytes, tmp_prefix: str) -> None:
-    """Write ``blob`` as the slice file ``name``: a temporary file, then a rename."""
+def write_atomically(root: Path, name: bytes, blob: bytes, tmp_prefix: str) -> bool:
+    """Write ``blob`` as the slice file ``name``: a temporary file, then a hard link.
+
+    False, leaving the file alone, if it exists already. A link (unlike a rename) fails
+    atomically on an existing file, so of two workers racing to write one slice exactly
+    one wins and the other learns that it fetched a duplicate."""
     final = slice_path(root, name)
     tmp = root / TMP_DIR / f"{tmp_prefix}{name.hex()}.{os.getpid()}"
     tmp.parent.mkdir(parents=True, exist_ok=True)
     with tmp.open("wb") as fh:
         fh.write(blob)
     try:
-        os.replace(tmp, final)
-    except FileNotFoundError:
-        final.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(tmp, final)
+        try:
+            os.link(tmp, final)
+        except FileNotFoundError:
+            final.parent.mkdir(parents=True, exist_ok=True)
+            os.link(tmp, final)
+    except FileExistsError:
+        return False
+    finally:
+        tmp.unlink()
+    return True
 
 
 def read_file(path: Path) -> bytes | None:

@@ -3,6 +3,7 @@ byte bound holds, and a disk too small for anything leaves the node serving."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import time
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from edge.disk_tier import DiskTier
 from tests.conftest import TEST_SLICE_BYTES, Catalog
 from tests.support.edge_server import EdgeServer
 
@@ -180,3 +182,15 @@ def test_a_full_disk_leaves_the_node_serving(
             assert edge.get(f"/v1/tracks/{track}/160").body == data
     time.sleep(0.3)
     assert sum(p.stat().st_size for p in _slice_files(tiny_tmpfs)) <= 256 * 1024
+
+
+async def test_two_workers_racing_to_write_a_slice_keep_one_file_and_report_one_duplicate(
+    tmp_path: Path,
+) -> None:
+    tiers = [DiskTier(tmp_path, 64 * 1024**2, 1000, "lru", worker=w, workers=2) for w in (0, 1)]
+    for index in range(40):
+        data = os.urandom(1000)
+        duplicates = await asyncio.gather(*(tier.put("k", index, data) for tier in tiers))
+        assert sorted(duplicates) == [False, True], index
+        assert [await tier.get("k", index, 1000) for tier in tiers] == [data, data]
+    assert len(_slice_files(tmp_path)) == 40

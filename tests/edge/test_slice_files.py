@@ -43,3 +43,11 @@ def test_atomic_write_leaves_no_temporary_file(tmp_path: Path) -> None:
     write_atomically(tmp_path, name, b"blob", "w0-")
     assert slice_path(tmp_path, name).read_bytes() == b"blob"
     assert list((tmp_path / "tmp").iterdir()) == []
+
+
+def test_atomic_write_never_replaces_an_existing_file(tmp_path: Path) -> None:
+    name = slice_name("k", 1000, 0)
+    assert write_atomically(tmp_path, name, b"first", "w0-")
+    assert not write_atomically(tmp_path, name, b"second", "w1-")
+    assert slice_path(tmp_path, name).read_bytes() == b"first"
+    assert list((tmp_path / "tmp").iterdir()) == []
