@@ -2,12 +2,17 @@
 
 Off unless ``admin.token`` is set; every request needs ``Authorization: Bearer <token>``,
 compared in constant time. With several workers each binds the port (SO_REUSEPORT) and one
-of them takes each request: warming fills that worker's memory and the shared disk tier.
+of them takes each request.
+
+``POST /admin/purge`` with ``{"tracks": [ids]}`` drops the tracks' manifests and slices from
+every worker's memory and from the disk tier (see ``edge.purge``); ``GET /admin/stats`` reports
+what each worker holds. Both reach the other workers through their control sockets
+(``edge.peers``).
 
 ``POST /admin/warm`` with ``{"tracks": [ids], "renditions": [names]?, "slices": n?}`` fetches
 the first ``n`` slices (default 4) of each track's renditions (all, or those named) through the
 prefetch budget, after the licence check for this node's region, and answers when done with
-what it fetched and what failed.
+what it fetched and what failed; it fills that worker's memory and the shared disk tier.
 """
 
 from __future__ import annotations
@@ -22,25 +27,26 @@ from typing import Any
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
+from edge import metrics
 from edge.errors import BadRequest, EncoreError, json_error
-from edge.manifests import ManifestStore
 from edge.middleware import MIDDLEWARES
-from edge.prefetch import Prefetcher, PrefetchReason
-from edge.settings import Settings
+from edge.peers import ControlHandler, ask_peers
+from edge.prefetch import PrefetchReason
+from edge.purge import Purged, objects_at_origin, purge_here
+from edge.stats import node_stats, worker_stats
 from edge.warming import PickRenditions, warm_track
+from edge.worker_context import WorkerContext
 from origin import layout
 from origin.manifest import Manifest, Rendition
 
 MAX_BODY_BYTES = 1024 * 1024
+BODY_TIMEOUT_S = 10.0
+MAX_PURGE_TRACKS = 1000
 MAX_WARM_TRACKS = 1000
 MAX_WARM_SLICES = 100_000
 DEFAULT_WARM_SLICES = 4
 
-_WARM_KEYS = {"tracks", "renditions", "slices"}
-
-ADMIN_MANIFESTS = web.AppKey("admin_manifests", ManifestStore)
-ADMIN_PREFETCHER = web.AppKey("admin_prefetcher", Prefetcher)
-ADMIN_SETTINGS = web.AppKey("admin_settings", Settings)
+ADMIN_WORKER = web.AppKey("admin_worker", WorkerContext)
 
 
 def _bearer(token: str) -> Middleware:
@@ -48,7 +54,7 @@ def _bearer(token: str) -> Middleware:
 
     @web.middleware
     async def require_token(request: web.Request, handler: Handler) -> web.StreamResponse:
-        given = request.headers.get("Authorization", "").encode()
+        given = request.headers.get("Authorization", "").encode("utf-8", "surrogateescape")
         if not hmac.compare_digest(given, expected):
             return json_error(
                 401,
@@ -65,7 +71,14 @@ async def _json_object(request: web.Request) -> dict[str, Any]:
     if request.content_type != "application/json":
         raise BadRequest("send a JSON body with Content-Type: application/json", code="bad_body")
     try:
-        body = json.loads(await request.read())
+        async with asyncio.timeout(BODY_TIMEOUT_S):  # a body trickled in slowly is refused
+            raw = await request.read()
+    except TimeoutError:
+        raise BadRequest(
+            f"the body took over {BODY_TIMEOUT_S:g} s to arrive", code="bad_body"
+        ) from None
+    try:
+        body = json.loads(raw)
     except (ValueError, UnicodeDecodeError):
         raise BadRequest("the body is not valid JSON", code="bad_body") from None
     if not isinstance(body, dict):
@@ -95,15 +108,17 @@ def _pick(names: list[str] | None) -> PickRenditions:
     return pick
 
 
+def _only_keys(body: dict[str, Any], known: list[str], required: str) -> None:
+    unknown = sorted(set(body) - set(known))
+    if unknown:
+        raise BadRequest(f"unknown keys {unknown} (known: {', '.join(known)})", code="bad_body")
+    if required not in body:
+        raise BadRequest(f"{required!r} is required: a list of track ids", code="bad_body")
+
+
 async def warm(request: web.Request) -> web.Response:
     body = await _json_object(request)
-    unknown = sorted(set(body) - _WARM_KEYS)
-    if unknown:
-        raise BadRequest(
-            f"unknown keys {unknown} (known: tracks, renditions, slices)", code="bad_body"
-        )
-    if "tracks" not in body:
-        raise BadRequest("'tracks' is required: a list of track ids", code="bad_body")
+    _only_keys(body, ["tracks", "renditions", "slices"], "tracks")
     track_ids = _string_list(body, "tracks", layout.is_track_id, MAX_WARM_TRACKS)
     names = (
         _string_list(body, "renditions", layout.is_rendition_name, 64)
@@ -120,9 +135,9 @@ async def warm(request: web.Request) -> web.Response:
             f"'slices' must be an integer from 1 to {MAX_WARM_SLICES}", code="bad_body"
         )
 
-    app = request.app
-    manifests, prefetcher = app[ADMIN_MANIFESTS], app[ADMIN_PREFETCHER]
-    region = app[ADMIN_SETTINGS].edge.region
+    worker = request.app[ADMIN_WORKER]
+    prefetcher = worker.prefetcher
+    region = worker.settings.edge.region  # warming fills this node's cache: its home region
     fetched = wanted = 0
     failed: list[dict[str, str]] = []
 
@@ -130,7 +145,8 @@ async def warm(request: web.Request) -> web.Response:
         nonlocal fetched, wanted
         try:
             warmed = await warm_track(
-                manifests,
+                worker.manifests,
+                worker.access.licences,
                 prefetcher,
                 track_id,
                 region=region,
@@ -158,30 +174,91 @@ async def warm(request: web.Request) -> web.Response:
     )
 
 
-def create_admin_app(
-    settings: Settings, manifests: ManifestStore, prefetcher: Prefetcher
-) -> web.Application:
-    admin = web.Application(
-        middlewares=[*MIDDLEWARES, _bearer(settings.admin.token)], client_max_size=MAX_BODY_BYTES
+async def purge(request: web.Request) -> web.Response:
+    body = await _json_object(request)
+    _only_keys(body, ["tracks"], "tracks")
+    track_ids = _string_list(body, "tracks", layout.is_track_id, MAX_PURGE_TRACKS)
+    worker = request.app[ADMIN_WORKER]
+    objects = await objects_at_origin(worker.slices.guard, track_ids)
+    here, replies = await asyncio.gather(
+        purge_here(worker, track_ids, objects),
+        ask_peers(worker, "purge", {"tracks": track_ids, "objects": objects}),
     )
-    admin[ADMIN_SETTINGS] = settings
-    admin[ADMIN_MANIFESTS] = manifests
-    admin[ADMIN_PREFETCHER] = prefetcher
+    total, failed = here, []
+    for reply in replies:
+        if reply.not_running:
+            continue  # it starts empty
+        problem = reply.error
+        if not problem:
+            try:
+                total += Purged.from_doc(reply.answer)
+                continue
+            except ValueError:
+                problem = "a malformed answer"
+        failed.append({"worker": reply.worker, "error": problem})
+    not_running = sorted(r.worker for r in replies if r.not_running)
+    metrics.PURGES.inc(len(track_ids))
+    result = {
+        "tracks": len(track_ids),
+        "purged": total.to_doc(),
+        "workers_purged": 1 + len(replies) - len(failed) - len(not_running),
+        "workers_not_running": not_running,
+        "workers_failed": failed,
+    }
+    if failed:
+        # The manifest may still be served by the workers listed: the caller must retry.
+        return web.json_response(
+            {"error": "purge_incomplete", "message": "some workers did not confirm", **result},
+            status=503,
+        )
+    return web.json_response(result)
+
+
+async def stats(request: web.Request) -> web.Response:
+    worker = request.app[ADMIN_WORKER]
+    replies = await ask_peers(worker, "stats")
+    answers = [r.answer for r in replies if not r.error and isinstance(r.answer, dict)]
+    return web.json_response(node_stats(worker, [worker_stats(worker), *answers]))
+
+
+# --- what the other workers run when asked (through edge.peers) -----------------------------
+
+
+async def _purge_command(worker: WorkerContext, argument: Any) -> dict[str, int]:
+    track_ids = [t for t in argument["tracks"] if layout.is_track_id(t)]
+    objects = {str(k): int(v) for k, v in argument["objects"].items()}
+    return (await purge_here(worker, track_ids, objects)).to_doc()
+
+
+async def _stats_command(worker: WorkerContext, argument: Any) -> dict[str, Any]:
+    return worker_stats(worker)
+
+
+CONTROL_COMMANDS: dict[str, ControlHandler] = {"purge": _purge_command, "stats": _stats_command}
+
+
+def create_admin_app(worker: WorkerContext) -> web.Application:
+    admin = web.Application(
+        middlewares=[*MIDDLEWARES, _bearer(worker.settings.admin.token)],
+        client_max_size=MAX_BODY_BYTES,
+    )
+    admin[ADMIN_WORKER] = worker
     admin.router.add_post("/admin/warm", warm, name="admin_warm")
+    admin.router.add_post("/admin/purge", purge, name="admin_purge")
+    admin.router.add_get("/admin/stats", stats, name="admin_stats")
     return admin
 
 
-async def serve_admin(
-    settings: Settings, manifests: ManifestStore, prefetcher: Prefetcher, *, shared_port: bool
-) -> AsyncGenerator[None, None]:
+async def serve_admin(worker: WorkerContext) -> AsyncGenerator[None, None]:
     """Run the admin listener for as long as the caller's context (a ``cleanup_ctx``)."""
+    settings = worker.settings
     if not settings.admin.token:
         yield
         return
-    runner = web.AppRunner(create_admin_app(settings, manifests, prefetcher))
+    runner = web.AppRunner(create_admin_app(worker))
     await runner.setup()
     site = web.TCPSite(
-        runner, settings.admin.host, settings.admin.port, reuse_port=shared_port or None
+        runner, settings.admin.host, settings.admin.port, reuse_port=worker.count > 1 or None
     )
     await site.start()
     try:

@@ -12,21 +12,26 @@ from pathlib import Path
 from aiohttp import web
 
 from edge import metrics, tracks
-from edge.admin import serve_admin
+from edge.access import Access
+from edge.admin import CONTROL_COMMANDS, serve_admin
 from edge.breaker import CircuitBreaker
 from edge.disk_tier import DiskTier
 from edge.manifests import ManifestPolicy, ManifestStore
 from edge.middleware import MIDDLEWARES, add_cors_headers
 from edge.origin import Origin
 from edge.origin_guard import OriginGuard
+from edge.peers import serve_control
 from edge.prefetch import Prefetcher
 from edge.settings import Settings
 from edge.slice_store import SliceStore
+from edge.worker_context import WorkerContext
 from origin.s3 import open_s3_client
 
 SETTINGS = tracks.SETTINGS
 READY = web.AppKey("ready", list[bool])  # a one-element box: flipped by startup and shutdown
 WORKER = web.AppKey("worker", tuple[int, int])  # (this worker's index, how many there are)
+CONTROL_DIR = web.AppKey("control_dir", tuple[Path | None])
+MAX_BODY_BYTES = 4096  # the public API takes no request bodies
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -88,13 +93,26 @@ async def _origin_ctx(app: web.Application) -> AsyncIterator[None]:
             store,
             prefetcher,
         )
+        context = WorkerContext(
+            settings,
+            manifests,
+            store,
+            prefetcher,
+            app[tracks.ACCESS],
+            index=worker,
+            count=workers,
+            control_dir=app[CONTROL_DIR][0],
+        )
         prefetcher.start()
         rebuild = asyncio.create_task(disk.rebuild()) if disk is not None else None
-        admin = serve_admin(settings, manifests, prefetcher, shared_port=workers > 1)
+        admin = serve_admin(context)
+        control = serve_control(context, CONTROL_COMMANDS)
         await anext(admin)
+        await anext(control)
         app[READY][0] = True
         yield
         app[READY][0] = False
+        await control.aclose()
         await admin.aclose()
         await prefetcher.stop()
         if rebuild is not None:
@@ -119,10 +137,15 @@ async def _not_ready_on_shutdown(app: web.Application) -> None:
     app[READY][0] = False
 
 
-def create_app(settings: Settings, *, worker: int = 0, workers: int = 1) -> web.Application:
-    app = web.Application(middlewares=MIDDLEWARES)
+def create_app(
+    settings: Settings, *, worker: int = 0, workers: int = 1, control_dir: Path | None = None
+) -> web.Application:
+    """``worker`` of ``workers``; with several, ``control_dir`` holds their control sockets."""
+    app = web.Application(middlewares=MIDDLEWARES, client_max_size=MAX_BODY_BYTES)
     app[SETTINGS] = settings
     app[WORKER] = (worker, workers)
+    app[CONTROL_DIR] = (control_dir,)
+    app[tracks.ACCESS] = Access.from_settings(settings)
     app[READY] = [False]
     app.cleanup_ctx.append(_origin_ctx)
     app.on_shutdown.append(_not_ready_on_shutdown)

@@ -20,7 +20,7 @@ import contextlib
 import logging
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 from cachetools import Cache
@@ -161,6 +161,20 @@ class DiskTier:
             self._writing.discard(name)
         return False
 
+    async def drop_objects(self, objects: Mapping[str, int]) -> int:
+        """Delete the slice files of ``objects`` (key -> size), indexed here or not (another
+        worker's, or not yet re-indexed after a restart): how many files were removed. A write
+        still in flight removes its own file once placed, as its name left the index here."""
+        names = [
+            self.name(key, index)
+            for key, size in objects.items()
+            for index in range(-(-size // self.slice_bytes))
+        ]
+        for name in names:
+            self._index.pop(name, None)
+        self._publish_size()
+        return await asyncio.to_thread(self._unlink_all, names)
+
     async def _admit(self, name: bytes, size: int) -> None:
         """Index a valid file found on disk that the index did not know (during a rebuild)."""
         if size > self.max_bytes:
@@ -181,10 +195,14 @@ class DiskTier:
             metrics.CACHE_EVICTIONS.labels(TIER).inc(len(victims))
         return victims
 
-    def _unlink_all(self, names: list[bytes]) -> None:
+    def _unlink_all(self, names: list[bytes]) -> int:
+        """Delete the files of ``names``; how many there were."""
+        removed = 0
         for name in names:
             with contextlib.suppress(FileNotFoundError):
                 slice_path(self.root, name).unlink()
+                removed += 1
+        return removed
 
     async def _drop(self, name: bytes) -> None:
         self._index.pop(name, None)

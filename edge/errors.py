@@ -1,6 +1,7 @@
 """Errors a client may see, and the one table that maps them to HTTP statuses.
 
-Every error leaves the edge as ``{"error": "<code>", "message": "..."}``; codes are stable.
+Every error leaves the edge as ``{"error": "<code>", "message": "..."}`` (a 451 adds
+``"reason"``); codes are stable.
 """
 
 from __future__ import annotations
@@ -35,6 +36,10 @@ class EncoreError(Exception):
             self.retryable = retryable
         self.headers: Mapping[str, str] = headers or {}
 
+    def details(self) -> dict[str, str]:
+        """Fields the JSON body carries besides ``error`` and ``message``."""
+        return {}
+
 
 class BadRequest(EncoreError):
     code = "bad_request"
@@ -55,6 +60,12 @@ class PreconditionFailed(EncoreError):
     code = "precondition_failed"
 
 
+class Forbidden(EncoreError):
+    """The request lacks a valid signature (``signature_missing``, ``_invalid``, ...)."""
+
+    code = "forbidden"
+
+
 class NotLicensed(EncoreError):
     """Not licensed for this region or at this time (RFC 7725); ``reason`` says which."""
 
@@ -63,6 +74,9 @@ class NotLicensed(EncoreError):
     def __init__(self, message: str, *, reason: str) -> None:
         super().__init__(message)
         self.reason = reason
+
+    def details(self) -> dict[str, str]:
+        return {"reason": self.reason}
 
 
 class OriginUnavailable(EncoreError):
@@ -106,6 +120,7 @@ class StreamAborted(Exception):
 
 _STATUS: dict[type[EncoreError], int] = {
     BadRequest: 400,
+    Forbidden: 403,
     NotFound: 404,
     PreconditionFailed: 412,
     RangeNotSatisfiable: 416,
@@ -125,11 +140,15 @@ def status_of(exc: EncoreError) -> int:
 
 
 def json_error(
-    status: int, code: str, message: str, headers: Mapping[str, str] | None = None
+    status: int,
+    code: str,
+    message: str,
+    headers: Mapping[str, str] | None = None,
+    details: Mapping[str, str] | None = None,
 ) -> web.Response:
-    body = json.dumps({"error": code, "message": message}).encode()
+    body = json.dumps({"error": code, **(details or {}), "message": message}).encode()
     return web.Response(status=status, body=body, content_type="application/json", headers=headers)
 
 
 def error_response(exc: EncoreError) -> web.Response:
-    return json_error(status_of(exc), exc.code, exc.message, exc.headers)
+    return json_error(status_of(exc), exc.code, exc.message, exc.headers, exc.details())

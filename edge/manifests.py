@@ -129,13 +129,27 @@ class ManifestStore:
                 f"the manifest of track {track_id!r} is invalid", code="bad_manifest"
             ) from None
         loaded = LoadedManifest.of(manifest)
-        if self._caching and loaded.footprint <= self._entries.maxsize:
+        purged = self._in_flight.get(track_id) is not asyncio.current_task()
+        if self._caching and not purged and loaded.footprint <= self._entries.maxsize:
             self._entries[track_id] = _Entry(loaded, self._clock())
         return loaded
 
-    def forget(self, track_id: str) -> None:
-        self._entries.pop(track_id, None)
+    def cached(self, track_id: str) -> LoadedManifest | None:
+        """The manifest held for ``track_id``, however old, without a lookup or a load."""
+        entry = self._entries.get(track_id)
+        return entry.loaded if entry is not None else None
+
+    def forget(self, track_id: str) -> bool:
+        """Drop what is known of ``track_id`` (a purge): the next request loads it afresh. A
+        load already in flight still answers its waiters but is not kept. True if a manifest
+        was held."""
         self._missing.pop(track_id, None)
+        self._in_flight.pop(track_id, None)
+        return self._entries.pop(track_id, None) is not None
+
+    @property
+    def held(self) -> int:
+        return len(self._entries)
 
 
 def _track_not_found(track_id: str) -> NotFound:

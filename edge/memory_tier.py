@@ -46,6 +46,15 @@ class MemoryTier:
         metrics.CACHE_BYTES.labels(TIER).set(self._slices.currsize)
         metrics.CACHE_OBJECTS.labels(TIER).set(len(self._slices))
 
+    def drop_objects(self, object_keys: Callable[[str], bool]) -> list[SliceKey]:
+        """Delete every slice of the objects ``object_keys`` selects (a purge); their keys."""
+        victims = [key for key in self._slices if object_keys(key[0])]
+        for key in victims:
+            del self._slices[key]
+        metrics.CACHE_BYTES.labels(TIER).set(self._slices.currsize)
+        metrics.CACHE_OBJECTS.labels(TIER).set(len(self._slices))
+        return victims
+
     def __contains__(self, key: SliceKey) -> bool:
         return key in self._slices
 

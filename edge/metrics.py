@@ -128,6 +128,18 @@ MANIFEST_LOOKUPS = Counter(
     "loaded (fetched from the origin), negative (a cached not-found).",
     ["result"],
 )
+LICENSE_DENIALS = Counter(
+    "encore_license_denials",
+    "Requests refused with 451, by reason (region, window, no_licence) and client region "
+    "(regions the config names; any other is 'other').",
+    ["reason", "region"],
+)
+SIGNATURE_REJECTIONS = Counter(
+    "encore_signature_rejections",
+    "Requests refused with 403 for their signed URL, by error code.",
+    ["reason"],
+)
+PURGES = Counter("encore_purges", "Tracks purged through the admin API, on this worker.")
 
 
 def _registry() -> CollectorRegistry:

@@ -53,6 +53,10 @@ class Prefetcher:
         return self._store.slice_bytes
 
     @property
+    def queued(self) -> int:
+        return self._queue.qsize()
+
+    @property
     def paused(self) -> bool:
         return self._store.guard.breaker.troubled
 

@@ -118,13 +118,55 @@ def _cidr_list(value: object) -> tuple[str, ...]:
     return tuple(value)
 
 
-def _string_table(value: object) -> Mapping[str, str]:
+MIN_SECRET_CHARS = 16
+
+
+def _signing_keys(value: object) -> Mapping[str, str]:
     value = _structured(value)
     if not isinstance(value, dict) or not all(
-        isinstance(k, str) and isinstance(v, str) and v for k, v in value.items()
+        isinstance(k, str) and isinstance(v, str) for k, v in value.items()
     ):
-        raise ValueError("expected a table of key id -> non-empty secret strings")
+        raise ValueError('expected a table of key id -> secret, such as {k1 = "..."}')
+    for kid, secret in value.items():
+        if not re.fullmatch(r"[A-Za-z0-9_\-]{1,64}", kid):
+            raise ValueError(f"key id {kid!r} is not 1-64 of A-Z a-z 0-9 _ -")
+        if len(secret) < MIN_SECRET_CHARS:
+            raise ValueError(
+                f"the secret of key {kid!r} is shorter than {MIN_SECRET_CHARS} characters; "
+                f"use a random one, e.g. from: openssl rand -base64 32"
+            )
     return dict(value)
+
+
+def _region_table(value: object) -> Mapping[str, str]:
+    value = _structured(value)
+    if not isinstance(value, dict):
+        raise ValueError(
+            f'expected a table of CIDR -> region, such as {{"10.0.0.0/8" = "SE"}}, got {value!r}'
+        )
+    for cidr, region in value.items():
+        _cidr_list([cidr])
+        if not isinstance(region, str) or not is_region(region):
+            raise ValueError(f"{cidr}: {region!r} is not an ISO 3166-1 alpha-2 code such as SE")
+    return dict(value)
+
+
+def _region_list(value: object) -> tuple[str, ...]:
+    value = _structured(value)
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ValueError(f'expected a list of region codes such as ["SE", "NO"], got {value!r}')
+    bad = [v for v in value if not is_region(v)]
+    if bad:
+        raise ValueError(f"{bad[0]!r} is not an ISO 3166-1 alpha-2 code such as SE")
+    return tuple(value)
+
+
+def _flag(value: object) -> bool:
+    if isinstance(value, str) and value.strip().lower() in {"true", "false", "1", "0"}:
+        return value.strip().lower() in {"true", "1"}
+    if not isinstance(value, bool):
+        raise ValueError(f"expected true or false, got {value!r}")
+    return value
 
 
 def _region(value: object) -> str:
@@ -155,6 +197,11 @@ class ServerSettings:
     host: str = _setting("0.0.0.0", _text(_HOST, "a host name or IP address"))  # noqa: S104
     port: int = _setting(8080, _integer(0, 65535))
     workers: int = _setting(0, _integer(0, 1024))
+    # A connection idle this long, or still short of a whole request head (slowloris), closes.
+    idle_timeout_s: float = _setting(15.0, _seconds(1, 3600))
+    max_request_line_bytes: int = _setting(4096, _integer(256, 65536))
+    max_header_bytes: int = _setting(8190, _integer(256, 65536))  # any one header line
+    max_headers: int = _setting(64, _integer(8, 1024))
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,6 +245,10 @@ class EdgeSettings:
         "X-Client-Region", _text(r"[A-Za-z0-9\-]+", "an HTTP header name")
     )
     trusted_proxies: tuple[str, ...] = _setting(("127.0.0.0/8",), _cidr_list)
+    client_region_cidrs: Mapping[str, str] = field(
+        default_factory=dict, metadata={"parse": _region_table}
+    )
+    metric_regions: tuple[str, ...] = _setting((), _region_list)  # labelled besides the above
     manifest_ttl_s: float = _setting(60.0, _seconds(0, 86_400))
     manifest_cache_bytes: int = _setting(64 * 1024**2, _size(0, 2**40))
     manifest_stale_while_revalidate_s: float = _setting(30.0, _seconds(0, 86_400))
@@ -207,7 +258,9 @@ class EdgeSettings:
 
 @dataclass(frozen=True, slots=True)
 class AuthSettings:
-    signing_keys: Mapping[str, str] = field(default_factory=dict, metadata={"parse": _string_table})
+    signing_keys: Mapping[str, str] = field(default_factory=dict, metadata={"parse": _signing_keys})
+    clock_skew_s: float = _setting(30.0, _seconds(0, 3600))  # accepted past a URL's exp
+    bind_region: bool = _setting(False, _flag)  # the signature covers the client's region
 
 
 @dataclass(frozen=True, slots=True)

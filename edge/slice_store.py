@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
-from collections.abc import AsyncGenerator, Sequence
+from collections.abc import AsyncGenerator, Mapping, Sequence
 from contextlib import aclosing
 
 from edge import metrics
@@ -296,6 +296,17 @@ class SliceStore:
         if key in self._prefetched:
             self._prefetched.discard(key)
             metrics.PREFETCH_WASTED.inc()
+
+    # --- purge ------------------------------------------------------------------------------
+
+    async def purge(self, objects: Mapping[str, int], prefixes: tuple[str, ...]) -> tuple[int, int]:
+        """Drop the slices of ``objects`` (key -> size) and of any object whose key starts with
+        one of ``prefixes`` from memory, and of ``objects`` from disk: (memory, disk) counts.
+        A fetch in flight still completes for the requests reading it."""
+        dropped = self.memory.drop_objects(lambda key: key in objects or key.startswith(prefixes))
+        self._prefetched.difference_update(dropped)
+        on_disk = await self.disk.drop_objects(objects) if self.disk is not None else 0
+        return len(dropped), on_disk
 
     # --- commits ----------------------------------------------------------------------------
 

@@ -10,7 +10,9 @@ from collections.abc import AsyncGenerator
 from aiohttp import web
 
 from edge import metrics, preconditions
+from edge.access import Access
 from edge.errors import BadRequest, EncoreError, NotFound, StreamAborted
+from edge.licensing import LicenceGate
 from edge.manifests import ManifestStore
 from edge.multipart import ByteRangesBody
 from edge.preconditions import Outcome, http_date
@@ -28,6 +30,7 @@ MANIFESTS = web.AppKey("manifests", ManifestStore)
 SLICES = web.AppKey("slices", SliceStore)
 PREFETCHER = web.AppKey("prefetcher", Prefetcher)
 SETTINGS = web.AppKey("settings", Settings)
+ACCESS = web.AppKey("access", Access)
 
 NEXT_TRACK_HEADER = "X-Encore-Next"
 
@@ -49,8 +52,11 @@ def _ids(request: web.Request) -> tuple[str, str | None]:
 
 async def get_manifest(request: web.Request) -> web.StreamResponse:
     track_id, _ = _ids(request)
+    access = request.app[ACCESS]
+    region = access.admit(request)
     loaded = await request.app[MANIFESTS].get(track_id)
     manifest, body, etag = loaded.manifest, loaded.view_body, loaded.view_etag
+    access.licences.enforce(track_id, manifest.license, region)
     headers = {
         "ETag": etag,
         "Last-Modified": http_date(manifest.published_at),
@@ -69,7 +75,10 @@ async def get_rendition(request: web.Request) -> web.StreamResponse:
     started = time.perf_counter()
     track_id, name = _ids(request)
     assert name is not None  # the route has a {rendition} part
+    access = request.app[ACCESS]
+    region = access.admit(request)
     manifest = (await request.app[MANIFESTS].get(track_id)).manifest
+    access.licences.enforce(track_id, manifest.license, region)
     rendition = manifest.renditions.get(name)
     if rendition is None:
         raise NotFound(
@@ -113,7 +122,7 @@ async def get_rendition(request: web.Request) -> web.StreamResponse:
         return response  # no body, so no first byte to time
     if plan.needs_origin:
         store.guard.breaker.check()  # fail fast (503) while the origin is known to be down
-    _schedule_prefetch(request, store, obj, parts, rendition)
+    _schedule_prefetch(request, store, obj, parts, rendition, region=region)
     body = _body(store, plan, parts, heads, tail)
     try:
         # The first bytes are in hand before the headers go: an origin that fails right away
@@ -139,6 +148,8 @@ def _schedule_prefetch(
     obj: StoredObject,
     parts: list[ByteRange],
     rendition: Rendition,
+    *,
+    region: str,
 ) -> None:
     prefetcher = request.app[PREFETCHER]
     settings = request.app[SETTINGS]
@@ -149,12 +160,10 @@ def _schedule_prefetch(
         return  # only a hint: a malformed one is ignored
     manifests = request.app[MANIFESTS]
     slices = max(settings.cache.prefetch_slices, 1)
-    # The client's region decides the licence; until regions are resolved per request,
-    # that is the node's home region.
-    region = settings.edge.region
     prefetcher.submit(
         lambda: _warm_next(
             manifests=manifests,
+            gate=request.app[ACCESS].licences,
             prefetcher=prefetcher,
             track_id=hint,
             region=region,
@@ -167,6 +176,7 @@ def _schedule_prefetch(
 async def _warm_next(
     *,
     manifests: ManifestStore,
+    gate: LicenceGate,
     prefetcher: Prefetcher,
     track_id: str,
     region: str,
@@ -176,6 +186,7 @@ async def _warm_next(
     try:
         await warm_track(
             manifests,
+            gate,
             prefetcher,
             track_id,
             region=region,

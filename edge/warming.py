@@ -6,11 +6,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 
-from edge.errors import NotLicensed
 from edge.fills import StoredObject
-from edge.licensing import decide
+from edge.licensing import LicenceGate
 from edge.manifests import ManifestStore
 from edge.prefetch import Prefetcher, PrefetchReason
 from origin.manifest import Manifest, Rendition
@@ -26,6 +24,7 @@ class Warmed:
 
 async def warm_track(
     manifests: ManifestStore,
+    gate: LicenceGate,
     prefetcher: Prefetcher,
     track_id: str,
     *,
@@ -37,11 +36,7 @@ async def warm_track(
     """Fetch the first ``slices`` slices of the renditions ``pick`` chooses, if licensed for
     ``region``. Raises NotFound, NotLicensed or an origin error."""
     manifest = (await manifests.get(track_id)).manifest
-    denial = decide(manifest.license, region, datetime.now(UTC))
-    if denial is not None:
-        raise NotLicensed(
-            f"track {track_id!r} is not licensed in {region} ({denial.value})", reason=denial.value
-        )
+    gate.enforce(track_id, manifest.license, region)
     fetched = wanted = 0
     slice_bytes = prefetcher.slice_bytes
     for rendition in pick(manifest):

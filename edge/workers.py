@@ -4,7 +4,9 @@ Each worker is a fresh interpreter (the ``spawn`` start method) running the whol
 on its own socket bound with SO_REUSEPORT, so the kernel spreads connections across them.
 Workers share the disk tier (each owns a hash partition of it, see ``edge.disk_tier``) and
 report metrics through prometheus-client's multiprocess mode, in a folder the supervisor
-creates before spawning them, so ``/metrics`` on any worker adds all of them up.
+creates before spawning them, so ``/metrics`` on any worker adds all of them up. A second
+private folder holds each worker's control socket (``edge.peers``), through which an admin
+purge or stats request taken by one worker reaches the others.
 
 SIGTERM or SIGINT to the supervisor is passed on: each worker stops accepting, drains its
 in-flight requests (up to ``DRAIN_S``), and exits. A worker that dies otherwise is replaced.
@@ -23,6 +25,7 @@ import tempfile
 import time
 from dataclasses import replace
 from multiprocessing.process import BaseProcess
+from pathlib import Path
 from types import FrameType
 
 from edge.settings import Settings
@@ -43,7 +46,7 @@ def worker_count(settings: Settings) -> int:
     return settings.server.workers or os.cpu_count() or 1
 
 
-def _worker_main(settings: Settings, index: int, count: int) -> None:
+def _worker_main(settings: Settings, index: int, count: int, control_dir: Path) -> None:
     """The body of one worker process (imported afresh, after the metrics folder is set)."""
     from aiohttp import web  # noqa: PLC0415 - a fresh process
 
@@ -52,7 +55,7 @@ def _worker_main(settings: Settings, index: int, count: int) -> None:
 
     configure_logging()
     web.run_app(
-        create_app(settings, worker=index, workers=count),
+        create_app(settings, worker=index, workers=count, control_dir=control_dir),
         host=settings.server.host,
         port=settings.server.port,
         reuse_port=True,
@@ -80,9 +83,11 @@ class Supervisor:
         self._workers: dict[int, BaseProcess] = {}
         self._stopping = False
         self._metrics_dir = ""
+        self._control_dir = Path()
 
     def run(self, *, print_urls: bool = True) -> None:
         self._metrics_dir = tempfile.mkdtemp(prefix="encore-metrics-")
+        self._control_dir = Path(tempfile.mkdtemp(prefix="encore-control-"))  # mode 0700
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = self._metrics_dir
         previous = {
             signum: signal.signal(signum, self._stop) for signum in (signal.SIGTERM, signal.SIGINT)
@@ -100,11 +105,12 @@ class Supervisor:
                 signal.signal(signum, handler)
             self._stop_all()
             shutil.rmtree(self._metrics_dir, ignore_errors=True)
+            shutil.rmtree(self._control_dir, ignore_errors=True)
 
     def _start(self, index: int) -> None:
         process = self._context.Process(
             target=_worker_main,
-            args=(self.settings, index, self.count),
+            args=(self.settings, index, self.count, self._control_dir),
             name=f"encore-edge-worker-{index}",
         )
         process.start()

@@ -35,13 +35,13 @@ def test_reads_toml_with_sizes(tmp_path: Path) -> None:
     path = _write(
         tmp_path,
         '[cache]\nslice_bytes = "128KiB"\nmemory_bytes = "1GB"\n[edge]\nregion = "NO"\n'
-        '[auth]\nsigning_keys = { k1 = "s3cret" }\n',
+        '[auth]\nsigning_keys = { k1 = "s3cret-0123456789" }\n',
     )
     settings = load_settings(path, env={})
     assert settings.cache.slice_bytes == 128 * 1024
     assert settings.cache.memory_bytes == 10**9
     assert settings.edge.region == "NO"
-    assert settings.auth.signing_keys == {"k1": "s3cret"}
+    assert settings.auth.signing_keys == {"k1": "s3cret-0123456789"}
 
 
 def test_env_overrides_file(tmp_path: Path) -> None:
@@ -50,14 +50,14 @@ def test_env_overrides_file(tmp_path: Path) -> None:
         "ENCORE_SERVER__PORT": "9090",
         "ENCORE_CACHE__MEMORY_BYTES": "64MiB",
         "ENCORE_EDGE__TRUSTED_PROXIES": '["10.0.0.0/8", "192.168.0.0/16"]',
-        "ENCORE_AUTH__SIGNING_KEYS": '{k2 = "abc"}',
+        "ENCORE_AUTH__SIGNING_KEYS": '{k2 = "abc-0123456789abcdef"}',
         "ENCORE_TEST_S3_ENDPOINT": "ignored: not a section__key variable",
     }
     settings = load_settings(path, env=env)
     assert settings.server.port == 9090
     assert settings.cache.memory_bytes == 64 * 1024**2
     assert settings.edge.trusted_proxies == ("10.0.0.0/8", "192.168.0.0/16")
-    assert settings.auth.signing_keys == {"k2": "abc"}
+    assert settings.auth.signing_keys == {"k2": "abc-0123456789abcdef"}
 
 
 def test_settings_are_frozen() -> None:
@@ -95,6 +95,24 @@ def test_settings_are_frozen() -> None:
         ),
         ('[origin]\nbucket = "A_B"\n', {}, "origin.bucket: 'A_B' is not an S3 bucket name"),
         ("[auth]\nsigning_keys = { k = 1 }\n", {}, "auth.signing_keys: expected a table"),
+        ('[auth]\nsigning_keys = { k = "short" }\n', {}, "secret of key 'k' is shorter than 16"),
+        (
+            '[auth]\nsigning_keys = { "a b" = "0123456789abcdef" }\n',
+            {},
+            "key id 'a b' is not 1-64 of",
+        ),
+        ("[auth]\nbind_region = 1\n", {}, "auth.bind_region: expected true or false"),
+        (
+            '[edge]\nclient_region_cidrs = { "10.0.0.0/8" = "XX" }\n',
+            {},
+            "edge.client_region_cidrs: 10.0.0.0/8: 'XX' is not an ISO 3166-1",
+        ),
+        (
+            '[edge]\nclient_region_cidrs = { "10.0.0/8" = "SE" }\n',
+            {},
+            "edge.client_region_cidrs: '10.0.0/8' is not an IP network",
+        ),
+        ('[edge]\nmetric_regions = ["SE", "se"]\n', {}, "edge.metric_regions: 'se' is not"),
     ],
 )
 def test_bad_values_name_the_key(
