@@ -29,6 +29,7 @@ from aiohttp.typedefs import Handler, Middleware
 
 from edge import metrics
 from edge.errors import BadRequest, EncoreError, json_error
+from edge.http_limits import http_limits
 from edge.middleware import MIDDLEWARES
 from edge.peers import ControlHandler, ask_peers
 from edge.prefetch import PrefetchReason
@@ -255,7 +256,7 @@ async def serve_admin(worker: WorkerContext) -> AsyncGenerator[None, None]:
     if not settings.admin.token:
         yield
         return
-    runner = web.AppRunner(create_admin_app(worker))
+    runner = web.AppRunner(create_admin_app(worker), **http_limits(settings))
     await runner.setup()
     site = web.TCPSite(
         runner, settings.admin.host, settings.admin.port, reuse_port=worker.count > 1 or None

@@ -1,4 +1,4 @@
-"""``encore-edge``: run an edge node, or the local demo."""
+"""``encore-edge``: run an edge node or the local demo; warm, sign and simulate."""
 
 from __future__ import annotations
 
@@ -47,7 +47,32 @@ def _parser() -> argparse.ArgumentParser:
     warm.add_argument("--renditions", help="only these renditions, e.g. 96,160 (default: all)")
     warm.add_argument("--slices", type=int, help="slices from the start of each (default 4)")
     warm.add_argument("--admin-url", help="the admin API (default: from the config)")
+    sign = commands.add_parser("sign", help="print a signed URL path for this node's keys")
+    sign.add_argument("--config", required=True, help="the node's TOML config (auth section)")
+    sign.add_argument("path", metavar="URL_PATH", help="e.g. /v1/tracks/ID/160")
+    sign.add_argument("--ttl", type=int, default=3600, help="seconds it stays valid (3600)")
+    sign.add_argument("--kid", help="signing key id (needed when there are several)")
+    sign.add_argument("--region", help="the client's region, with auth.bind_region on")
     return parser
+
+
+def _sign(args: argparse.Namespace) -> int:
+    from edge.sign_cli import SignError, sign  # noqa: PLC0415
+
+    try:
+        print(
+            sign(
+                load_settings(args.config),
+                args.path,
+                ttl_s=args.ttl,
+                kid=args.kid,
+                region=args.region,
+            )
+        )
+    except SignError as exc:
+        print(f"encore-edge sign: {exc}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def _warm(args: argparse.Namespace) -> int:
@@ -90,9 +115,10 @@ def _simulate(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    if args.command in {"simulate", "warm"}:
+    tools = {"simulate": _simulate, "warm": _warm, "sign": _sign}
+    if args.command in tools:
         try:
-            return _simulate(args) if args.command == "simulate" else _warm(args)
+            return tools[args.command](args)
         except ConfigError as exc:
             print(f"encore-edge: config error: {exc}", file=sys.stderr)
             return 2

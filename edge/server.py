@@ -8,6 +8,7 @@ import logging
 from aiohttp import web
 
 from edge.app import create_app
+from edge.http_limits import http_limits
 from edge.settings import Settings
 from edge.workers import Supervisor, worker_count
 
@@ -45,4 +46,5 @@ def serve(settings: Settings, *, print_urls: bool = True) -> None:
         print=print if print_urls else None,
         shutdown_timeout=10.0,
         loop=new_event_loop(),
+        handler_args=http_limits(settings),
     )

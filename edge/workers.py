@@ -51,6 +51,7 @@ def _worker_main(settings: Settings, index: int, count: int, control_dir: Path) 
     from aiohttp import web  # noqa: PLC0415 - a fresh process
 
     from edge.app import create_app  # noqa: PLC0415
+    from edge.http_limits import http_limits  # noqa: PLC0415
     from edge.server import ACCESS_LOG_FORMAT, configure_logging, new_event_loop  # noqa: PLC0415
 
     configure_logging()
@@ -63,6 +64,7 @@ def _worker_main(settings: Settings, index: int, count: int, control_dir: Path) 
         print=None,
         shutdown_timeout=DRAIN_S,
         loop=new_event_loop(),
+        handler_args=http_limits(settings),
     )
 
 

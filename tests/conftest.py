@@ -20,12 +20,14 @@ from urllib.parse import urlsplit
 import pytest
 
 from edge.settings import Settings, load_settings
-from origin.license import License
+from origin.catalog import relicense
+from origin.license import License, LicenseChange
 from origin.local_s3 import LocalS3
 from origin.manifest import Manifest
 from origin.publish import RenditionFile, TrackInfo, publish_track
 from origin.s3 import open_s3_client
 from origin.seek_table import SeekTable
+from tests.support.edge_node import Node, node_starter
 from tests.support.edge_server import EdgeServer
 from tests.support.tcp_proxy import TcpProxy
 
@@ -150,6 +152,17 @@ class Catalog:
 
         return asyncio.run(run())
 
+    def relicense(self, track_id: str, license: License) -> Manifest:
+        """Rewrite the track's manifest with ``license``, as ``encore-origin license`` does."""
+        change = LicenseChange(license.allow, license.deny, license.not_before, license.not_after)
+
+        async def run() -> Manifest:
+            settings = make_settings(self.s3.endpoint_url, self.s3.bucket)
+            async with open_s3_client(settings.origin) as client:
+                return await relicense(client, self.s3.bucket, track_id, change)
+
+        return asyncio.run(run())
+
     def delete(self, key: str) -> None:
         async def run() -> None:
             settings = make_settings(self.s3.endpoint_url, self.s3.bucket)
@@ -194,6 +207,12 @@ def start_edge(s3: S3Target) -> Iterator[Callable[..., EdgeServer]]:
     yield start
     for server in started:
         server.stop()
+
+
+@pytest.fixture
+def start_node(tmp_path: Path, s3: S3Target) -> Iterator[Callable[..., Node]]:
+    """Start a real multi-worker node (see ``tests.support.edge_node``)."""
+    yield from node_starter(tmp_path, s3.endpoint_url, s3.bucket, TEST_SLICE_BYTES)
 
 
 @pytest.fixture

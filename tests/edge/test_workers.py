@@ -13,102 +13,15 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.request
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
-
-import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from edge.slice_files import _HEADER, decode
 from origin.local_s3 import free_port
 from tests.conftest import TEST_SLICE_BYTES, Catalog, S3Target
 from tests.support.crowd import crowd
+from tests.support.edge_node import Node, wait_ready
 from tests.support.tcp_proxy import TcpProxy
-
-
-@dataclass
-class Node:
-    url: str
-    process: subprocess.Popen[bytes]
-    cache: Path
-
-    def get(self, path: str, range_: str | None = None) -> tuple[int, bytes, dict[str, str]]:
-        headers = {"Range": range_} if range_ else {}
-        request = urllib.request.Request(self.url + path, headers=headers)
-        with urllib.request.urlopen(request, timeout=30) as response:
-            return response.status, response.read(), dict(response.headers)
-
-    def workers(self) -> list[int]:
-        """Pids of the worker processes (not multiprocessing's resource tracker)."""
-        children = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children")
-        pids = [int(pid) for pid in children.read_text().split()]
-        return [pid for pid in pids if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()]
-
-    def metric(self, name: str, **labels: str) -> float:
-        _, body, _ = self.get("/metrics")
-        total = 0.0
-        for family in text_string_to_metric_families(body.decode()):
-            for sample in family.samples:
-                if sample.name == name and all(
-                    sample.labels.get(k) == v for k, v in labels.items()
-                ):
-                    total += sample.value
-        return total
-
-
-def _wait_ready(node: Node, timeout_s: float = 30) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        assert node.process.poll() is None, "edge exited early"
-        try:
-            if node.get("/readyz")[0] == 200:
-                return
-        except OSError:
-            pass
-        time.sleep(0.1)
-    raise AssertionError("edge did not become ready")
-
-
-@pytest.fixture
-def start_node(tmp_path: Path, s3: S3Target) -> Iterator[Callable[..., Node]]:
-    started: list[Node] = []
-
-    def start(
-        origin_url: str | None = None,
-        disk_bytes: str = "256MiB",
-        memory_bytes: str = "8MiB",
-        workers: int = 2,
-    ) -> Node:
-        port = free_port()
-        cache = tmp_path / "cache"
-        config = tmp_path / f"edge-{port}.toml"
-        config.write_text(
-            f'[server]\nhost = "127.0.0.1"\nport = {port}\nworkers = {workers}\n'
-            f'[origin]\nendpoint_url = "{origin_url or s3.endpoint_url}"\nbucket = "{s3.bucket}"\n'
-            f'[cache]\nslice_bytes = "{TEST_SLICE_BYTES}"\nmemory_bytes = "{memory_bytes}"\n'
-            f'disk_path = "{cache}"\ndisk_bytes = "{disk_bytes}"\n'
-            '[edge]\nregion = "SE"\n'
-        )
-        process = subprocess.Popen(
-            [sys.executable, "-m", "edge", "serve", "--config", str(config)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        node = Node(f"http://127.0.0.1:{port}", process, cache)
-        started.append(node)
-        _wait_ready(node)
-        return node
-
-    yield start
-    for node in started:
-        if node.process.poll() is None:
-            node.process.send_signal(signal.SIGTERM)
-            try:
-                node.process.wait(30)
-            except subprocess.TimeoutExpired:
-                node.process.kill()
 
 
 def _slice_files(cache: Path) -> list[Path]:
@@ -246,7 +159,7 @@ def test_workers_killed_mid_write_never_leave_a_damaged_slice(
         for thread in loaders:
             thread.join(30)
     assert wrong == []  # a body that arrived whole was right
-    _wait_ready(node)
+    wait_ready(node)
     for track_id, data in tracks:  # and afterwards everything served is right
         for _ in range(2):
             assert node.get(f"/v1/tracks/{track_id}/160")[1] == data

@@ -1,0 +1,103 @@
+"""A real edge node in its own process, with several workers, as ``encore-edge serve`` runs."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from origin.local_s3 import free_port
+
+
+@dataclass
+class Node:
+    url: str
+    process: subprocess.Popen[bytes]
+    cache: Path
+
+    def get(self, path: str, range_: str | None = None) -> tuple[int, bytes, dict[str, str]]:
+        headers = {"Range": range_} if range_ else {}
+        request = urllib.request.Request(self.url + path, headers=headers)
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, response.read(), dict(response.headers)
+
+    def workers(self) -> list[int]:
+        """Pids of the worker processes (not multiprocessing's resource tracker)."""
+        children = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children")
+        pids = [int(pid) for pid in children.read_text().split()]
+        return [pid for pid in pids if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()]
+
+    def metric(self, name: str, **labels: str) -> float:
+        _, body, _ = self.get("/metrics")
+        total = 0.0
+        for family in text_string_to_metric_families(body.decode()):
+            for sample in family.samples:
+                if sample.name == name and all(
+                    sample.labels.get(k) == v for k, v in labels.items()
+                ):
+                    total += sample.value
+        return total
+
+
+def wait_ready(node: Node, timeout_s: float = 30) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        assert node.process.poll() is None, "edge exited early"
+        try:
+            if node.get("/readyz")[0] == 200:
+                return
+        except OSError:
+            pass
+        time.sleep(0.1)
+    raise AssertionError("edge did not become ready")
+
+
+def node_starter(
+    tmp_path: Path, endpoint_url: str, bucket: str, slice_bytes: int
+) -> Iterator[Callable[..., Node]]:
+    """Start real ``encore-edge serve`` processes (a supervisor and its workers); each is
+    stopped with SIGTERM at the end. ``extra_toml`` goes on after ``[edge]``."""
+    started: list[Node] = []
+
+    def start(
+        origin_url: str | None = None,
+        disk_bytes: str = "256MiB",
+        memory_bytes: str = "8MiB",
+        workers: int = 2,
+        extra_toml: str = "",
+    ) -> Node:
+        port = free_port()
+        cache = tmp_path / "cache"
+        config = tmp_path / f"edge-{port}.toml"
+        config.write_text(
+            f'[server]\nhost = "127.0.0.1"\nport = {port}\nworkers = {workers}\n'
+            f'[origin]\nendpoint_url = "{origin_url or endpoint_url}"\nbucket = "{bucket}"\n'
+            f'[cache]\nslice_bytes = "{slice_bytes}"\nmemory_bytes = "{memory_bytes}"\n'
+            f'disk_path = "{cache}"\ndisk_bytes = "{disk_bytes}"\n'
+            '[edge]\nregion = "SE"\n' + extra_toml
+        )
+        process = subprocess.Popen(
+            [sys.executable, "-m", "edge", "serve", "--config", str(config)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        node = Node(f"http://127.0.0.1:{port}", process, cache)
+        started.append(node)
+        wait_ready(node)
+        return node
+
+    yield start
+    for node in started:
+        if node.process.poll() is None:
+            node.process.send_signal(signal.SIGTERM)
+            try:
+                node.process.wait(30)
+            except subprocess.TimeoutExpired:
+                node.process.kill()
