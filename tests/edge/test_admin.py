@@ -24,15 +24,19 @@ TOKEN = "s3cret-admin-token"
 
 
 def _admin(
-    port: int, body: bytes | dict[str, Any], token: str | None = TOKEN, path: str = "/admin/warm"
+    port: int,
+    body: bytes | dict[str, Any] | None,
+    token: str | None = TOKEN,
+    path: str = "/admin/warm",
 ) -> tuple[int, dict[str, Any]]:
-    raw = body if isinstance(body, bytes) else json.dumps(body).encode()
+    """POST ``body`` to ``path`` on the admin port (GET when ``body`` is None)."""
+    raw = body if isinstance(body, bytes) or body is None else json.dumps(body).encode()
     headers = {"Content-Type": "application/json"}
     if token is not None:
         headers["Authorization"] = f"Bearer {token}"
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=20)
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
     try:
-        conn.request("POST", path, body=raw, headers=headers)
+        conn.request("GET" if body is None else "POST", path, body=raw, headers=headers)
         response = conn.getresponse()
         return response.status, json.loads(response.read())
     finally:
@@ -98,15 +102,24 @@ def test_bad_warm_requests_get_a_clear_400(
     assert message in answer["message"]
 
 
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/admin/warm", {"tracks": ["a"]}),
+        ("/admin/purge", {"tracks": ["a"]}),
+        ("/admin/stats", None),
+    ],
+)
 def test_the_admin_api_needs_the_token_and_is_not_on_the_public_port(
-    admin_edge: tuple[EdgeServer, int],
+    admin_edge: tuple[EdgeServer, int], path: str, body: dict[str, Any] | None
 ) -> None:
     edge, port = admin_edge
-    for token in (None, "wrong", TOKEN + "x", ""):
-        status, answer = _admin(port, {"tracks": ["a"]}, token=token)
+    for token in (None, "wrong", TOKEN + "x", "", "é"):
+        status, answer = _admin(port, body, token=token, path=path)
         assert (status, answer["error"]) == (401, "unauthorized")
-    status, _ = _admin(edge.port, {"tracks": ["a"]})
+    status, _ = _admin(edge.port, body, path=path)
     assert status in {404, 405}
+    assert _admin(port, body, path=path)[0] == 200
 
 
 def test_without_a_token_there_is_no_admin_listener(

@@ -1,0 +1,139 @@
+"""``POST /admin/purge`` and ``GET /admin/stats``: a licence change applies within the manifest
+TTL, or at once after a purge, on every worker; purged slices leave memory and disk."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from origin.license import License
+from origin.local_s3 import free_port
+from tests.conftest import TEST_SLICE_BYTES, Catalog
+from tests.support.edge_node import Node
+from tests.support.edge_server import EdgeServer
+
+SLICE = TEST_SLICE_BYTES
+TOKEN = "purge-admin-token-0123"
+NORWAY_ONLY = License(allow=("NO",))
+
+
+def _admin(
+    port: int, path: str, body: bytes | dict[str, Any] | None = None
+) -> tuple[int, dict[str, Any]]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    try:
+        raw = body if isinstance(body, bytes) or body is None else json.dumps(body).encode()
+        headers = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
+        conn.request("GET" if body is None else "POST", path, body=raw, headers=headers)
+        response = conn.getresponse()
+        return response.status, json.loads(response.read())
+    finally:
+        conn.close()
+
+
+def test_a_licence_change_applies_at_once_after_a_purge(
+    catalog: Catalog, start_edge: Callable[..., EdgeServer]
+) -> None:
+    data = os.urandom(3 * SLICE)
+    manifest = catalog.publish({"160": data})
+    path = f"/v1/tracks/{manifest.track_id}/160"
+    port = free_port()
+    edge = start_edge(admin={"token": TOKEN, "port": port})  # manifest TTL 60 s
+    assert edge.get(path).status == 200  # all three slices cached, and the manifest
+
+    catalog.relicense(manifest.track_id, NORWAY_ONLY)
+    assert edge.get(path).status == 200  # within the TTL, the cached licence still holds
+
+    status, answer = _admin(port, "/admin/purge", {"tracks": [manifest.track_id, "never-seen"]})
+    assert status == 200, answer
+    assert answer["tracks"] == 2
+    assert answer["purged"] == {"manifests": 1, "memory_slices": 3, "disk_slices": 0}
+    assert (answer["workers_purged"], answer["workers_failed"]) == (1, [])
+
+    refused = edge.get(path)
+    assert (refused.status, json.loads(refused.body)["reason"]) == (451, "region")
+    again = edge.get(path, X_Client_Region="NO", Range="bytes=0-9")
+    assert (again.status, again.header("X-Cache"), again.body) == (206, "MISS", data[:10])
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (b"{", "not valid JSON"),
+        ({"tracks": []}, "a list of 1 to 1000"),
+        ({"tracks": ["../etc"]}, "invalid entries"),
+        ({"tracks": ["a"], "all": True}, "unknown keys"),
+        ({}, "'tracks' is required"),
+    ],
+)
+def test_bad_purge_requests_get_a_clear_400(
+    start_edge: Callable[..., EdgeServer], body: bytes | dict[str, Any], message: str
+) -> None:
+    port = free_port()
+    start_edge(admin={"token": TOKEN, "port": port})
+    status, answer = _admin(port, "/admin/purge", body)
+    assert (status, answer["error"]) == (400, "bad_body")
+    assert message in answer["message"]
+
+
+def _fresh_get(node: Node, path: str, region: str) -> int:
+    """One request on a new connection: each lands on whichever worker the kernel picks."""
+    request = urllib.request.Request(node.url + path, headers={"X-Client-Region": region})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            response.read()
+            return int(response.status)
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
+def _slice_files(node: Node) -> int:
+    return sum(1 for p in (node.cache / "slices").glob("*/*") if p.is_file())
+
+
+def test_a_purge_reaches_every_worker_and_the_disk(
+    catalog: Catalog, start_node: Callable[..., Node]
+) -> None:
+    data = os.urandom(4 * SLICE)
+    manifest = catalog.publish({"160": data})
+    path = f"/v1/tracks/{manifest.track_id}/160"
+    port = free_port()
+    node = start_node(extra_toml=f'[admin]\nport = {port}\ntoken = "{TOKEN}"\n')
+
+    # Until both workers hold the manifest (stats say so) and the slices are on disk.
+    for _ in range(200):
+        assert _fresh_get(node, path, "SE") == 200
+        status, stats = _admin(port, "/admin/stats")
+        assert status == 200
+        if stats["totals"]["manifests_cached"] == 2 and _slice_files(node) == 4:
+            break
+    else:
+        pytest.fail(f"the manifest never reached both workers: {stats}")
+    assert stats["workers_answering"] == stats["workers_configured"] == 2
+    assert sorted(w["worker"] for w in stats["workers"]) == [0, 1]
+    assert stats["totals"]["disk"]["slices"] == 4
+    assert stats["region"] == "SE"
+
+    catalog.relicense(manifest.track_id, NORWAY_ONLY)
+    status, answer = _admin(port, "/admin/purge", {"tracks": [manifest.track_id]})
+    assert status == 200, answer
+    assert answer["workers_purged"] == 2
+    assert answer["purged"]["manifests"] == 2
+    assert answer["purged"]["disk_slices"] == 4
+    assert _slice_files(node) == 0
+
+    # Every worker now refuses Sweden and serves Norway, from the origin again.
+    assert {_fresh_get(node, path, "SE") for _ in range(20)} == {451}
+    assert {_fresh_get(node, path, "NO") for _ in range(10)} == {200}
+    deadline = time.monotonic() + 10  # stored again (in the background), once
+    while _admin(port, "/admin/stats")[1]["totals"]["disk"]["slices"] != 4:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
