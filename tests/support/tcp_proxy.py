@@ -12,6 +12,7 @@ import asyncio
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 
 @dataclass
@@ -42,6 +43,10 @@ class TcpProxy:
     faults: Faults = field(default_factory=Faults)
     requests: list[SeenRequest] = field(default_factory=list)
     port: int = 0
+
+    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
+        # Short in hypothesis's reports, which would otherwise print every request seen.
+        printer.text(f"TcpProxy(port={self.port}, requests={len(self.requests)})")
 
     def __post_init__(self) -> None:
         self._loop = asyncio.new_event_loop()

@@ -1,0 +1,234 @@
+"""Hostile input: fuzzed paths, query strings, Range and other header values (hypothesis),
+oversized request lines and headers, and slow clients. Every answer is a well-formed 4xx (or
+a 2xx/3xx where the request is in fact fine): never a 5xx, never a traceback, and never an
+origin request for an id that is not valid."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import socket
+import time
+from collections.abc import Iterator
+from urllib.parse import quote
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from origin.layout import RENDITION_PATTERN, TRACK_ID_PATTERN
+from tests.conftest import TEST_SLICE_BYTES, Catalog, S3Target, make_settings
+from tests.support.edge_server import EdgeServer
+from tests.support.raw_http import RawReply, raw_request, request_bytes
+from tests.support.tcp_proxy import TcpProxy
+
+SECRET = "fuzz-secret-0123456789"
+# What the edge may ask the origin for: manifests of valid ids and the published audio.
+VALID_ORIGIN_KEY = re.compile(
+    rf"/[^/]+/tracks/{TRACK_ID_PATTERN}/(manifest\.json|{RENDITION_PATTERN}-[0-9a-f]{{64}}\.ogg)"
+)
+
+
+@pytest.fixture(scope="module")
+def origin_proxy(s3: S3Target) -> Iterator[TcpProxy]:
+    running = TcpProxy(*s3.host_port).start()
+    yield running
+    running.stop()
+
+
+@pytest.fixture(scope="module", params=["open", "signed"])
+def hostile_edge(
+    request: pytest.FixtureRequest, s3: S3Target, origin_proxy: TcpProxy
+) -> Iterator[EdgeServer]:
+    auth = {"signing_keys": {"k1": SECRET}} if request.param == "signed" else {}
+    edge = EdgeServer(make_settings(origin_proxy.url, s3.bucket, auth=auth)).start()
+    yield edge
+    edge.stop()
+
+
+@pytest.fixture(scope="module")
+def track(catalog: Catalog) -> tuple[str, str]:
+    manifest = catalog.publish({"160": os.urandom(3 * TEST_SLICE_BYTES)})
+    return manifest.track_id, "160"
+
+
+def _check(reply: RawReply, proxy: TcpProxy, seen: int) -> None:
+    assert reply.status != 0, "the edge closed the connection without an answer"
+    assert reply.status < 500, (reply.status, reply.body[:300])
+    assert b"Traceback" not in reply.body
+    assert b'File "' not in reply.body
+    if (
+        reply.body
+        and reply.status >= 400
+        and reply.headers.get("content-type") == "application/json"
+    ):
+        body = json.loads(reply.body)
+        assert isinstance(body["error"], str)
+        assert isinstance(body["message"], str)
+    for request in list(proxy.requests)[seen:]:
+        assert VALID_ORIGIN_KEY.fullmatch(request.path.split("?")[0]), request.path
+
+
+_NASTY = [
+    "..",
+    ".",
+    "%2e%2e",
+    "%2F",
+    "a%2Fb",
+    "%00",
+    "%",
+    "%zz",
+    "%25",
+    "a b",
+    "ä",
+    "\u202e",
+    "x" * 300,
+    "-",
+    "_a",
+    "A" * 129,
+    "1" * 33,
+    "manifest.json",
+    "%252e",
+    "\\",
+    "a;b",
+    "a?b",
+    "a#b",
+]
+segments = st.one_of(
+    st.sampled_from(_NASTY),
+    st.text(st.characters(codec="utf-8", exclude_characters="\r\n"), max_size=40),
+    st.from_regex(TRACK_ID_PATTERN, fullmatch=True),
+)
+header_values = st.one_of(
+    st.sampled_from(["", " ", "bytes=", "bytes=0-", "bytes=-0", "bytes=5-1", "bytes=0-0,-1,1-"]),
+    st.text(st.characters(min_codepoint=0x20, max_codepoint=0xFF), max_size=120),
+    st.from_regex(r"bytes=([0-9]{0,20}-[0-9]{0,20},?){1,40}", fullmatch=True),
+)
+HEADER_NAMES = [
+    b"Range",
+    b"If-Range",
+    b"If-None-Match",
+    b"If-Modified-Since",
+    b"If-Match",
+    b"X-Client-Region",
+    b"X-Encore-Next",
+    b"Authorization",
+    b"Accept-Encoding",
+]
+queries = st.one_of(
+    st.just(""),
+    st.text(st.characters(min_codepoint=0x21, max_codepoint=0x7E), max_size=80),
+    st.builds(
+        lambda exp, kid, sig: f"exp={exp}&kid={kid}&sig={sig}",
+        st.one_of(st.integers(-(10**30), 10**30).map(str), st.text(max_size=10).map(quote)),
+        st.sampled_from(["k1", "k2", "", "%00", "k1&kid=k1"]),
+        st.text(max_size=50).map(quote),
+    ),
+)
+
+FUZZ = settings(
+    max_examples=150,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+
+
+@FUZZ
+@given(
+    first=segments,
+    second=st.one_of(st.none(), segments),
+    query=queries,
+    encode=st.booleans(),
+)
+def test_fuzzed_paths_and_queries(
+    hostile_edge: EdgeServer,
+    origin_proxy: TcpProxy,
+    first: str,
+    second: str | None,
+    query: str,
+    encode: bool,
+) -> None:
+    parts = [first] if second is None else [first, second]
+    path = "/v1/tracks/" + "/".join(quote(p, safe="") if encode else p for p in parts)
+    target = (path + ("?" + query if query else "")).encode("utf-8", "surrogateescape")
+    seen = len(origin_proxy.requests)
+    _check(raw_request(hostile_edge.port, request_bytes(target, [])), origin_proxy, seen)
+
+
+@FUZZ
+@given(
+    headers=st.lists(st.tuples(st.sampled_from(HEADER_NAMES), header_values), max_size=4),
+    method=st.sampled_from([b"GET", b"HEAD", b"OPTIONS", b"POST", b"DELETE", b"PATCH", b"BREW"]),
+    manifest=st.booleans(),
+)
+def test_fuzzed_headers_on_a_real_track(
+    hostile_edge: EdgeServer,
+    origin_proxy: TcpProxy,
+    track: tuple[str, str],
+    headers: list[tuple[bytes, str]],
+    method: bytes,
+    manifest: bool,
+) -> None:
+    track_id, rendition = track
+    target = f"/v1/tracks/{track_id}" + ("" if manifest else f"/{rendition}")
+    raw = [(name, value.encode("latin-1")) for name, value in headers]
+    seen = len(origin_proxy.requests)
+    reply = raw_request(
+        hostile_edge.port, request_bytes(target.encode(), raw, method), head=method == b"HEAD"
+    )
+    _check(reply, origin_proxy, seen)
+
+
+@pytest.mark.parametrize(
+    ("request_text", "status"),
+    [
+        (b"GET /v1/tracks/" + b"a" * 5000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 400),
+        (b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + b"b" * 9000 + b"\r\n\r\n", 400),
+        (
+            b"GET /healthz HTTP/1.1\r\nHost: x\r\n"
+            + b"".join(b"X-H%d: v\r\n" % i for i in range(100))
+            + b"\r\n",
+            400,
+        ),
+        (b"GET /healthz HTTP/9.9\r\nHost: x\r\n\r\n", 400),
+        (b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + b"\x00" * 40, 400),  # TLS hello
+        (b"GET /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n", 400),
+        (b"GET /healthz HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked, gzip\r\n\r\n", 400),
+    ],
+)
+def test_oversized_and_malformed_requests_get_a_4xx(
+    hostile_edge: EdgeServer, request_text: bytes, status: int
+) -> None:
+    reply = raw_request(hostile_edge.port, request_text)
+    assert reply.status == status, (reply.status, reply.body[:200])
+    assert b"Traceback" not in reply.body
+
+
+def test_slow_and_silent_clients_are_disconnected(s3: S3Target) -> None:
+    edge = EdgeServer(make_settings(s3.endpoint_url, s3.bucket, server={"idle_timeout_s": 1.0}))
+    edge.start()
+    try:
+        silent = socket.create_connection(("127.0.0.1", edge.port))
+        trickle = socket.create_connection(("127.0.0.1", edge.port))
+        started = time.monotonic()
+        closed_at = None
+        for byte in b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"z" * 100:
+            try:
+                trickle.sendall(bytes([byte]))  # one byte every 0.1 s: never a whole head
+            except (BrokenPipeError, ConnectionResetError):
+                closed_at = time.monotonic() - started
+                break
+            time.sleep(0.1)
+        assert closed_at is not None, "the slow client was never cut off"
+        for sock in (silent, trickle):
+            sock.settimeout(5)
+            with contextlib.suppress(ConnectionResetError):
+                assert sock.recv(1024) == b"", "the connection was left open"
+            sock.close()
+        assert time.monotonic() - started < 5
+        # A client that sends its request in time is served as before.
+        assert edge.get("/healthz").status == 200
+    finally:
+        edge.stop()
