@@ -16,6 +16,7 @@ from edge.access import Access
 from edge.admin import CONTROL_COMMANDS, serve_admin
 from edge.breaker import CircuitBreaker
 from edge.disk_tier import DiskTier
+from edge.key_reload import listen_for_reload
 from edge.manifests import ManifestPolicy, ManifestStore
 from edge.middleware import MIDDLEWARES, add_cors_headers
 from edge.origin import Origin
@@ -138,14 +139,26 @@ async def _not_ready_on_shutdown(app: web.Application) -> None:
 
 
 def create_app(
-    settings: Settings, *, worker: int = 0, workers: int = 1, control_dir: Path | None = None
+    settings: Settings,
+    *,
+    worker: int = 0,
+    workers: int = 1,
+    control_dir: Path | None = None,
+    config_path: Path | None = None,
 ) -> web.Application:
-    """``worker`` of ``workers``; with several, ``control_dir`` holds their control sockets."""
+    """``worker`` of ``workers``; with several, ``control_dir`` holds their control sockets.
+    With ``config_path``, SIGHUP reloads the signing keys from it (``edge.key_reload``)."""
     app = web.Application(middlewares=MIDDLEWARES, client_max_size=MAX_BODY_BYTES)
     app[SETTINGS] = settings
     app[WORKER] = (worker, workers)
     app[CONTROL_DIR] = (control_dir,)
-    app[tracks.ACCESS] = Access.from_settings(settings)
+    access = app[tracks.ACCESS] = Access.from_settings(settings)
+    if config_path is not None:
+
+        async def reload_on_sighup(app: web.Application) -> None:
+            listen_for_reload(access, config_path)
+
+        app.on_startup.append(reload_on_sighup)
     app[READY] = [False]
     app.cleanup_ctx.append(_origin_ctx)
     app.on_shutdown.append(_not_ready_on_shutdown)

@@ -130,7 +130,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "serve":
             settings = load_settings(args.config)
             settings.check_serving()
-            serve(settings)
+            serve(settings, config_path=Path(args.config))
         else:
             from edge.demo import DemoError, run_demo  # noqa: PLC0415
 

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from pathlib import Path
 
 from aiohttp import web
 
 from edge.app import create_app
 from edge.http_limits import http_limits
+from edge.key_reload import ignore_reload_signal
 from edge.settings import Settings
 from edge.workers import Supervisor, worker_count
 
@@ -33,13 +35,15 @@ def new_event_loop() -> asyncio.AbstractEventLoop:
     return uvloop.new_event_loop()
 
 
-def serve(settings: Settings, *, print_urls: bool = True) -> None:
+def serve(settings: Settings, *, print_urls: bool = True, config_path: Path | None = None) -> None:
+    """Run the node; with ``config_path``, SIGHUP reloads the signing keys from it."""
     count = worker_count(settings)
     if count > 1:
-        Supervisor(settings, count).run(print_urls=print_urls)
+        Supervisor(settings, count, config_path=config_path).run(print_urls=print_urls)
         return
+    ignore_reload_signal()
     web.run_app(
-        create_app(settings),
+        create_app(settings, config_path=config_path),
         host=settings.server.host,
         port=settings.server.port,
         access_log_format=ACCESS_LOG_FORMAT,

@@ -43,6 +43,10 @@ class SignatureCheck:
     """Verifies signed URLs against a set of keys (``auth.signing_keys``)."""
 
     def __init__(self, keys: Mapping[str, str], *, clock_skew_s: float, bind_region: bool) -> None:
+        self.update(keys, clock_skew_s=clock_skew_s, bind_region=bind_region)
+
+    def update(self, keys: Mapping[str, str], *, clock_skew_s: float, bind_region: bool) -> None:
+        """Take a new key set (a rotation, see ``edge.key_reload``)."""
         self.keys = dict(keys)
         self.clock_skew_s = clock_skew_s
         self.bind_region = bind_region

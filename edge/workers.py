@@ -9,7 +9,8 @@ private folder holds each worker's control socket (``edge.peers``), through whic
 purge or stats request taken by one worker reaches the others.
 
 SIGTERM or SIGINT to the supervisor is passed on: each worker stops accepting, drains its
-in-flight requests (up to ``DRAIN_S``), and exits. A worker that dies otherwise is replaced.
+in-flight requests (up to ``DRAIN_S``), and exits. SIGHUP is passed on too: each worker
+reloads its signing keys. A worker that dies otherwise is replaced.
 """
 
 from __future__ import annotations
@@ -46,8 +47,13 @@ def worker_count(settings: Settings) -> int:
     return settings.server.workers or os.cpu_count() or 1
 
 
-def _worker_main(settings: Settings, index: int, count: int, control_dir: Path) -> None:
+def _worker_main(
+    settings: Settings, index: int, count: int, control_dir: Path, config_path: Path | None
+) -> None:
     """The body of one worker process (imported afresh, after the metrics folder is set)."""
+    from edge.key_reload import ignore_reload_signal  # noqa: PLC0415
+
+    ignore_reload_signal()
     from aiohttp import web  # noqa: PLC0415 - a fresh process
 
     from edge.app import create_app  # noqa: PLC0415
@@ -56,7 +62,13 @@ def _worker_main(settings: Settings, index: int, count: int, control_dir: Path) 
 
     configure_logging()
     web.run_app(
-        create_app(settings, worker=index, workers=count, control_dir=control_dir),
+        create_app(
+            settings,
+            worker=index,
+            workers=count,
+            control_dir=control_dir,
+            config_path=config_path,
+        ),
         host=settings.server.host,
         port=settings.server.port,
         reuse_port=True,
@@ -75,12 +87,13 @@ def _free_port(host: str) -> int:
 
 
 class Supervisor:
-    def __init__(self, settings: Settings, count: int) -> None:
+    def __init__(self, settings: Settings, count: int, config_path: Path | None = None) -> None:
         if settings.server.port == 0:  # every worker must bind the same port
             port = _free_port(settings.server.host)
             settings = replace(settings, server=replace(settings.server, port=port))
         self.settings = settings
         self.count = count
+        self.config_path = config_path
         self._context = multiprocessing.get_context("spawn")
         self._workers: dict[int, BaseProcess] = {}
         self._stopping = False
@@ -94,6 +107,7 @@ class Supervisor:
         previous = {
             signum: signal.signal(signum, self._stop) for signum in (signal.SIGTERM, signal.SIGINT)
         }
+        previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, self._pass_on)
         try:
             for index in range(self.count):
                 self._start(index)
@@ -112,7 +126,7 @@ class Supervisor:
     def _start(self, index: int) -> None:
         process = self._context.Process(
             target=_worker_main,
-            args=(self.settings, index, self.count, self._control_dir),
+            args=(self.settings, index, self.count, self._control_dir, self.config_path),
             name=f"encore-edge-worker-{index}",
         )
         process.start()
@@ -151,6 +165,13 @@ class Supervisor:
         from prometheus_client import multiprocess  # noqa: PLC0415
 
         multiprocess.mark_process_dead(pid, self._metrics_dir)  # type: ignore[no-untyped-call]
+
+    def _pass_on(self, signum: int, frame: FrameType | None) -> None:
+        """SIGHUP: each worker reloads its signing keys (``edge.key_reload``)."""
+        for process in self._workers.values():
+            if process.is_alive() and process.pid is not None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(process.pid, signum)
 
     def _stop(self, signum: int, frame: FrameType | None) -> None:
         self._stopping = True

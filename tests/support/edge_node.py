@@ -21,6 +21,7 @@ class Node:
     url: str
     process: subprocess.Popen[bytes]
     cache: Path
+    config: Path
 
     def get(self, path: str, range_: str | None = None) -> tuple[int, bytes, dict[str, str]]:
         headers = {"Range": range_} if range_ else {}
@@ -88,7 +89,7 @@ def node_starter(
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        node = Node(f"http://127.0.0.1:{port}", process, cache)
+        node = Node(f"http://127.0.0.1:{port}", process, cache, config)
         started.append(node)
         wait_ready(node)
         return node

@@ -1,0 +1,46 @@
+"""Rotating signing keys without a restart: on SIGHUP each worker reads its config file again
+and takes the new ``[auth]`` section (keys, clock skew, region binding). Nothing else changes
+on a reload; other settings need a restart. A config that no longer loads is logged and
+ignored, so a typo during a rotation never locks players out. The supervisor passes SIGHUP on
+to its workers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from pathlib import Path
+
+from edge.access import Access
+from edge.settings import ConfigError, load_settings
+
+log = logging.getLogger(__name__)
+
+RELOAD_SIGNAL = signal.SIGHUP
+
+
+def ignore_reload_signal() -> None:
+    """Until the event loop's handler is in place, a SIGHUP must not kill the process (its
+    default action): called first thing in a worker or a single-process node."""
+    signal.signal(RELOAD_SIGNAL, signal.SIG_IGN)
+
+
+def reload_signing_keys(access: Access, config_path: Path) -> None:
+    try:
+        auth = load_settings(config_path).auth
+    except ConfigError as exc:
+        log.error("SIGHUP: keeping the current signing keys; the config does not load: %s", exc)
+        return
+    access.signatures.update(
+        auth.signing_keys, clock_skew_s=auth.clock_skew_s, bind_region=auth.bind_region
+    )
+    kids = ", ".join(sorted(auth.signing_keys)) or "none (signed URLs no longer required)"
+    log.info("SIGHUP: signing keys reloaded from %s: %s", config_path, kids)
+
+
+def listen_for_reload(access: Access, config_path: Path) -> None:
+    """Reload on SIGHUP, from the running event loop (the main thread's)."""
+    asyncio.get_running_loop().add_signal_handler(
+        RELOAD_SIGNAL, reload_signing_keys, access, config_path
+    )
