@@ -1,8 +1,12 @@
-"""Manifests read from the origin, parsed once, and kept fresh for ``edge.manifest_ttl_s``.
+"""Manifests read from the origin, parsed once, and kept for ``edge.manifest_ttl_s``.
 
-Past the TTL a manifest is still served, for ``edge.manifest_stale_while_revalidate_s`` more,
-while one background GET refreshes it; and for ``edge.manifest_stale_if_error_s`` more when
-the origin fails (timeouts, 5xx, an open breaker, an invalid new manifest). A not-found is
+The TTL is a hard bound while the origin answers: manifests carry the licence, and a licence
+change must apply within it. So revalidation starts early: in the last
+``edge.manifest_stale_while_revalidate_s`` of the TTL (at most its second half) a manifest is
+still served while one background GET refreshes it, and a popular manifest never makes a
+request wait. Past the TTL a request waits for the new one; only when the origin fails
+(timeouts, 5xx, an open breaker, an invalid new manifest) is the old one served, for
+``edge.manifest_stale_if_error_s`` more. A not-found is
 authoritative: the track was removed, so it is dropped at once and remembered for
 ``edge.negative_ttl_s``, so that a flood of unknown ids does not become a flood at the origin.
 
@@ -62,6 +66,9 @@ class ManifestStore:
         self._policy = policy
         self._clock = clock
         self._caching = policy.ttl_s > 0 and policy.max_bytes > 0
+        self._refresh_after_s = policy.ttl_s - min(
+            policy.stale_while_revalidate_s, policy.ttl_s / 2
+        )
         self._entries: LRUCache[str, _Entry] = LRUCache(
             maxsize=max(policy.max_bytes, 1), getsizeof=_footprint
         )
@@ -76,10 +83,10 @@ class ManifestStore:
         age = self._clock() - entry.fetched_at if entry is not None else 0.0
         policy = self._policy
         if entry is not None:
-            if age < policy.ttl_s:
+            if age < self._refresh_after_s:
                 metrics.MANIFEST_LOOKUPS.labels("fresh").inc()
                 return entry.loaded
-            if age < policy.ttl_s + policy.stale_while_revalidate_s:
+            if age < policy.ttl_s:
                 metrics.MANIFEST_LOOKUPS.labels("stale").inc()
                 self._load(track_id)  # in the background; this request does not wait
                 return entry.loaded

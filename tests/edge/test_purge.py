@@ -39,6 +39,21 @@ def _admin(
         conn.close()
 
 
+def test_a_licence_change_applies_within_the_manifest_ttl(
+    catalog: Catalog, start_edge: Callable[..., EdgeServer]
+) -> None:
+    manifest = catalog.publish({"160": os.urandom(1000)})
+    path = f"/v1/tracks/{manifest.track_id}/160"
+    edge = start_edge(edge={"manifest_ttl_s": 1.0})  # stale-while-revalidate 30 s by default
+    assert edge.get(path).status == 200
+    catalog.relicense(manifest.track_id, NORWAY_ONLY)
+    changed = time.monotonic()
+    while edge.get(path).status == 200:  # a steady stream of requests, all in the TTL window
+        time.sleep(0.05)
+    assert time.monotonic() - changed <= 1.0 + 0.3  # the TTL, and one origin GET of margin
+    assert edge.get(path).status == 451
+
+
 def test_a_licence_change_applies_at_once_after_a_purge(
     catalog: Catalog, start_edge: Callable[..., EdgeServer]
 ) -> None:
