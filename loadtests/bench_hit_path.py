@@ -72,24 +72,33 @@ http {{
 """
 
 
-def _fetch(url: str, headers: dict[str, str]) -> bytes:
+def fetch(url: str, headers: dict[str, str]) -> bytes:
     request = urllib.request.Request(url, headers=headers)
     with urllib.request.urlopen(request, timeout=30) as response:
         return bytes(response.read())
 
 
-def _wait(url: str, timeout_s: float = 30) -> None:
+def wait_until_up(url: str, timeout_s: float = 30) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         try:
-            _fetch(url, {})
+            fetch(url, {})
             return
         except OSError:
             time.sleep(0.1)
-    sys.exit(f"bench_hit_path: {url} did not come up")
+    sys.exit(f"benchmark: {url} did not come up")
 
 
-def _wrk(url: str, range_header: str, seconds: int, connections: int) -> tuple[float, float]:
+def run_wrk(
+    url: str,
+    range_header: str,
+    seconds: int,
+    connections: int,
+    extra_headers: dict[str, str] | None = None,
+) -> tuple[float, float]:
+    """(requests per second, p99 latency in ms) of wrk with one thread on ``url``."""
+    headers = [f"Range: {range_header}"]
+    headers += [f"{name}: {value}" for name, value in (extra_headers or {}).items()]
     out = subprocess.run(
         [
             need_tool("wrk", "bench_hit_path", "nginx-light wrk"),
@@ -97,8 +106,7 @@ def _wrk(url: str, range_header: str, seconds: int, connections: int) -> tuple[f
             f"-c{connections}",
             f"-d{seconds}s",
             "--latency",
-            "-H",
-            f"Range: {range_header}",
+            *[arg for header in headers for arg in ("-H", header)],
             url,
         ],
         capture_output=True,
@@ -111,7 +119,7 @@ def _wrk(url: str, range_header: str, seconds: int, connections: int) -> tuple[f
     assert p99, out
     p99_ms = float(p99[1]) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[p99[2]]
     if "Non-2xx" in out:
-        sys.exit(f"bench_hit_path: {url} answered errors under load:\n{out}")
+        sys.exit(f"benchmark: {url} answered errors under load:\n{out}")
     return rps, p99_ms
 
 
@@ -168,22 +176,22 @@ def main() -> None:
             )
             edge_url = f"http://127.0.0.1:{edge_port}/v1/tracks/{track_id}/320"
             nginx_url = f"http://127.0.0.1:{nginx_port}/{key}"
-            _wait(f"http://127.0.0.1:{edge_port}/readyz")
-            _wait(nginx_url)
+            wait_until_up(f"http://127.0.0.1:{edge_port}/readyz")
+            wait_until_up(nginx_url)
 
             results = {}
             for name, range_header in SCENARIOS.items():
-                edge_body = _fetch(edge_url, {"Range": range_header})  # warm both
-                nginx_body = _fetch(nginx_url, {"Range": range_header})
+                edge_body = fetch(edge_url, {"Range": range_header})  # warm both
+                nginx_body = fetch(nginx_url, {"Range": range_header})
                 if edge_body != nginx_body:
                     sys.exit(f"bench_hit_path: edge and nginx disagree on {range_header}")
                 samples: dict[str, list[tuple[float, float]]] = {"edge": [], "nginx": []}
                 for _ in range(args.rounds):
                     samples["edge"].append(
-                        _wrk(edge_url, range_header, args.seconds, args.connections)
+                        run_wrk(edge_url, range_header, args.seconds, args.connections)
                     )
                     samples["nginx"].append(
-                        _wrk(nginx_url, range_header, args.seconds, args.connections)
+                        run_wrk(nginx_url, range_header, args.seconds, args.connections)
                     )
                 edge_rps = statistics.median(s[0] for s in samples["edge"])
                 nginx_rps = statistics.median(s[0] for s in samples["nginx"])
