@@ -50,5 +50,5 @@ def serve(settings: Settings, *, print_urls: bool = True, config_path: Path | No
         print=print if print_urls else None,
         shutdown_timeout=10.0,
         loop=new_event_loop(),
-        handler_args=http_limits(settings),
+        **http_limits(settings),
     )

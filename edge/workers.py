@@ -76,7 +76,7 @@ def _worker_main(
         print=None,
         shutdown_timeout=DRAIN_S,
         loop=new_event_loop(),
-        handler_args=http_limits(settings),
+        **http_limits(settings),
     )
 
 

@@ -11,7 +11,7 @@ import os
 import re
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from urllib.parse import quote
 
 import pytest
@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 
 from origin.layout import RENDITION_PATTERN, TRACK_ID_PATTERN
 from tests.conftest import TEST_SLICE_BYTES, Catalog, S3Target, make_settings
+from tests.support.edge_node import Node
 from tests.support.edge_server import EdgeServer
 from tests.support.raw_http import RawReply, raw_request, request_bytes
 from tests.support.tcp_proxy import TcpProxy
@@ -232,3 +233,14 @@ def test_slow_and_silent_clients_are_disconnected(s3: S3Target) -> None:
         assert edge.get("/healthz").status == 200
     finally:
         edge.stop()
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_served_node_applies_the_request_limits(
+    start_node: Callable[..., Node], workers: int
+) -> None:
+    node = start_node(workers=workers, disk_bytes="0")
+    port = int(node.url.rsplit(":", 1)[1])
+    many = [(b"X-H%d" % i, b"v") for i in range(100)]  # over server.max_headers (64)
+    assert raw_request(port, request_bytes(b"/healthz", many)).status == 400
+    assert raw_request(port, request_bytes(b"/healthz", many[:20])).status == 200
