@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import statistics
 import subprocess
 import sys
@@ -33,7 +32,7 @@ from pathlib import Path
 
 from loadtests.bench_hit_path import fetch, run_wrk, wait_until_up
 from loadtests.edge_process import publish_random
-from loadtests.local_origin import local_origin, need_tool
+from loadtests.local_origin import local_origin, need_tool, stop_processes
 from origin.local_s3 import LocalS3, free_port
 
 BUCKET = "audio"
@@ -150,12 +149,7 @@ def main() -> None:
                               "seconds": args.seconds, "rounds": args.rounds,
                               "results": results}, indent=2))  # fmt: skip
         finally:
-            for process in processes:
-                process.send_signal(signal.SIGTERM)
-                try:
-                    process.wait(timeout=15)
-                except subprocess.TimeoutExpired:
-                    process.kill()
+            stop_processes(processes)
 
 
 if __name__ == "__main__":

@@ -59,7 +59,7 @@ from urllib.parse import urlsplit
 from edge.settings import CacheSettings
 from loadtests.crowd_client import Crowd, Sample
 from loadtests.edge_process import percentile, publish_random
-from loadtests.local_origin import local_origin, need_tool, serve_folder_over_http
+from loadtests.local_origin import local_origin, need_tool, serve_folder_over_http, stop_processes
 from origin import layout
 from origin.local_s3 import LocalS3, free_port
 from tests.support.tcp_proxy import Faults, SeenRequest, TcpProxy
@@ -411,18 +411,6 @@ def _edge_metrics(port: int) -> list[str]:
     return [line for line in text.splitlines() if line.startswith(METRIC_PREFIXES)]
 
 
-def _stop(processes: list[subprocess.Popen[bytes]]) -> None:
-    for process in processes:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-    for process in processes:
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=5)
-
-
 def _run(args: argparse.Namespace, nginx: str, log: TextIO) -> dict[str, Any]:
     """Start everything, measure every round, stop everything (also on error or Ctrl-C)."""
     started = time.monotonic()
@@ -506,7 +494,7 @@ def _run(args: argparse.Namespace, nginx: str, log: TextIO) -> dict[str, Any]:
             report = _report(rounds, args, prefetch_off, _edge_metrics(edge_port))
         finally:
             crowd.stop()
-            _stop(processes)
+            stop_processes(processes)
             for proxy in proxies:
                 proxy.stop()
             if args.keep_logs is not None:

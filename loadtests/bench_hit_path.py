@@ -19,7 +19,6 @@ import json
 import os
 import random
 import re
-import signal
 import statistics
 import subprocess
 import sys
@@ -28,7 +27,7 @@ import urllib.request
 from pathlib import Path
 
 from edge.settings import load_settings
-from loadtests.local_origin import local_origin, need_tool, serve_folder_over_http
+from loadtests.local_origin import local_origin, need_tool, serve_folder_over_http, stop_processes
 from origin.demo_catalog import generate_source
 from origin.ingest import IngestJob, ingest
 from origin.ladder import parse_ladder
@@ -219,12 +218,7 @@ def main() -> None:
                 )
             )
         finally:
-            for process in processes:
-                process.send_signal(signal.SIGTERM)
-                try:
-                    process.wait(timeout=15)
-                except subprocess.TimeoutExpired:
-                    process.kill()
+            stop_processes(processes)
 
 
 if __name__ == "__main__":

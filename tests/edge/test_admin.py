@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import http.client
-import json
 import os
 import subprocess
 import sys
@@ -16,6 +14,7 @@ import pytest
 from origin.license import License
 from origin.local_s3 import free_port
 from tests.conftest import TEST_SLICE_BYTES, Catalog
+from tests.support.admin_client import admin_request
 from tests.support.edge_server import EdgeServer
 from tests.support.tcp_proxy import TcpProxy
 
@@ -29,18 +28,7 @@ def _admin(
     token: str | None = TOKEN,
     path: str = "/admin/warm",
 ) -> tuple[int, dict[str, Any]]:
-    """POST ``body`` to ``path`` on the admin port (GET when ``body`` is None)."""
-    raw = body if isinstance(body, bytes) or body is None else json.dumps(body).encode()
-    headers = {"Content-Type": "application/json"}
-    if token is not None:
-        headers["Authorization"] = f"Bearer {token}"
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-    try:
-        conn.request("GET" if body is None else "POST", path, body=raw, headers=headers)
-        response = conn.getresponse()
-        return response.status, json.loads(response.read())
-    finally:
-        conn.close()
+    return admin_request(port, path, body, token)
 
 
 @pytest.fixture

@@ -7,8 +7,6 @@ from __future__ import annotations
 import os
 import signal
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 
 import pytest
@@ -18,15 +16,6 @@ from tests.conftest import Catalog
 from tests.support.edge_node import Node
 
 OLD, NEW = "old-secret-0123456789", "new-secret-9876543210"
-
-
-def _status(node: Node, url: str) -> int:
-    try:
-        with urllib.request.urlopen(node.url + url, timeout=30) as response:
-            response.read()
-            return int(response.status)
-    except urllib.error.HTTPError as exc:
-        return exc.code
 
 
 def _auth(keys: dict[str, str]) -> str:
@@ -50,7 +39,7 @@ def _until(node: Node, url: str, status: int, timeout_s: float = 15) -> None:
     deadline, streak = time.monotonic() + timeout_s, 0
     while streak < 10:
         assert time.monotonic() < deadline, f"{url} never settled on {status}"
-        streak = streak + 1 if _status(node, url) == status else 0
+        streak = streak + 1 if node.status(url) == status else 0
 
 
 @pytest.mark.parametrize("workers", [1, 2])
@@ -64,18 +53,18 @@ def test_signing_keys_rotate_on_sighup_without_a_restart(
     with_new = f"{path}?{signed_query(NEW, 'k-new', path, exp)}"
     node = start_node(workers=workers, extra_toml=_auth({"k-old": OLD}))
     pid = node.process.pid
-    assert (_status(node, with_old), _status(node, with_new)) == (200, 403)
+    assert (node.status(with_old), node.status(with_new)) == (200, 403)
 
     _reconfigure(node, {"k-old": OLD, "k-new": NEW})  # 1: both keys
     _until(node, with_new, 200)
-    assert _status(node, with_old) == 200
+    assert node.status(with_old) == 200
 
     _reconfigure(node, {"k-new": NEW}, broken=True)  # a typo: nothing changes
     time.sleep(1)
-    assert (_status(node, with_old), _status(node, with_new)) == (200, 200)
+    assert (node.status(with_old), node.status(with_new)) == (200, 200)
 
     _reconfigure(node, {"k-new": NEW})  # 2: the old key retired
     _until(node, with_old, 403)
-    assert _status(node, with_new) == 200
+    assert node.status(with_new) == 200
     assert node.process.pid == pid
     assert node.process.poll() is None  # the same node throughout

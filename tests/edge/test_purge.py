@@ -3,12 +3,9 @@ TTL, or at once after a purge, on every worker; purged slices leave memory and d
 
 from __future__ import annotations
 
-import http.client
 import json
 import os
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 from typing import Any
 
@@ -17,6 +14,7 @@ import pytest
 from origin.license import License
 from origin.local_s3 import free_port
 from tests.conftest import TEST_SLICE_BYTES, Catalog
+from tests.support.admin_client import admin_request
 from tests.support.edge_node import Node
 from tests.support.edge_server import EdgeServer
 
@@ -28,15 +26,7 @@ NORWAY_ONLY = License(allow=("NO",))
 def _admin(
     port: int, path: str, body: bytes | dict[str, Any] | None = None
 ) -> tuple[int, dict[str, Any]]:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-    try:
-        raw = body if isinstance(body, bytes) or body is None else json.dumps(body).encode()
-        headers = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
-        conn.request("GET" if body is None else "POST", path, body=raw, headers=headers)
-        response = conn.getresponse()
-        return response.status, json.loads(response.read())
-    finally:
-        conn.close()
+    return admin_request(port, path, body, TOKEN)
 
 
 def test_a_licence_change_applies_within_the_manifest_ttl(
@@ -99,21 +89,6 @@ def test_bad_purge_requests_get_a_clear_400(
     assert message in answer["message"]
 
 
-def _fresh_get(node: Node, path: str, region: str) -> int:
-    """One request on a new connection: each lands on whichever worker the kernel picks."""
-    request = urllib.request.Request(node.url + path, headers={"X-Client-Region": region})
-    try:
-        with urllib.request.urlopen(request, timeout=30) as response:
-            response.read()
-            return int(response.status)
-    except urllib.error.HTTPError as exc:
-        return exc.code
-
-
-def _slice_files(node: Node) -> int:
-    return sum(1 for p in (node.cache / "slices").glob("*/*") if p.is_file())
-
-
 def test_a_purge_reaches_every_worker_and_the_disk(
     catalog: Catalog, start_node: Callable[..., Node]
 ) -> None:
@@ -125,10 +100,10 @@ def test_a_purge_reaches_every_worker_and_the_disk(
 
     # Until both workers hold the manifest (stats say so) and the slices are on disk.
     for _ in range(200):
-        assert _fresh_get(node, path, "SE") == 200
+        assert node.status(path, {"X-Client-Region": "SE"}) == 200
         status, stats = _admin(port, "/admin/stats")
         assert status == 200
-        if stats["totals"]["manifests_cached"] == 2 and _slice_files(node) == 4:
+        if stats["totals"]["manifests_cached"] == 2 and len(node.slice_files()) == 4:
             break
     else:
         pytest.fail(f"the manifest never reached both workers: {stats}")
@@ -143,11 +118,11 @@ def test_a_purge_reaches_every_worker_and_the_disk(
     assert answer["workers_purged"] == 2
     assert answer["purged"]["manifests"] == 2
     assert answer["purged"]["disk_slices"] == 4
-    assert _slice_files(node) == 0
+    assert node.slice_files() == []
 
     # Every worker now refuses Sweden and serves Norway, from the origin again.
-    assert {_fresh_get(node, path, "SE") for _ in range(20)} == {451}
-    assert {_fresh_get(node, path, "NO") for _ in range(10)} == {200}
+    assert {node.status(path, {"X-Client-Region": "SE"}) for _ in range(20)} == {451}
+    assert {node.status(path, {"X-Client-Region": "NO"}) for _ in range(10)} == {200}
     deadline = time.monotonic() + 10  # stored again (in the background), once
     while _admin(port, "/admin/stats")[1]["totals"]["disk"]["slices"] != 4:
         assert time.monotonic() < deadline

@@ -24,10 +24,6 @@ from tests.support.edge_node import Node, wait_ready
 from tests.support.tcp_proxy import TcpProxy
 
 
-def _slice_files(cache: Path) -> list[Path]:
-    return [p for p in (cache / "slices").glob("*/*") if p.is_file()]
-
-
 def _valid(path: Path) -> bool:
     """A slice file that verifies against its own header (or was evicted meanwhile)."""
     try:
@@ -62,7 +58,7 @@ def test_two_workers_serve_the_same_cold_slices_correctly(
     with concurrent.futures.ThreadPoolExecutor(max_workers=16) as pool:
         assert all(pool.map(fetch, requests))
     time.sleep(1)  # background disk writes
-    files = _slice_files(node.cache)
+    files = node.slice_files()
     assert files
     assert all(_valid(path) for path in files)
     assert sum(p.stat().st_size for p in files) <= 20 * (TEST_SLICE_BYTES + 200)
@@ -78,9 +74,9 @@ def test_restart_keeps_hits_for_every_worker(
     first = start_node()
     assert first.get(f"/v1/tracks/{track_id}/160")[1] == data  # one worker fetches it all
     deadline = time.monotonic() + 10
-    while len(_slice_files(first.cache)) < 12 and time.monotonic() < deadline:
+    while len(first.slice_files()) < 12 and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert len(_slice_files(first.cache)) == 12  # whichever worker the slice hashes to
+    assert len(first.slice_files()) == 12  # whichever worker the slice hashes to
     first.process.send_signal(signal.SIGTERM)
     assert first.process.wait(30) == 0
 
@@ -163,7 +159,7 @@ def test_workers_killed_mid_write_never_leave_a_damaged_slice(
     for track_id, data in tracks:  # and afterwards everything served is right
         for _ in range(2):
             assert node.get(f"/v1/tracks/{track_id}/160")[1] == data
-    assert all(_valid(path) for path in _slice_files(node.cache))
+    assert all(_valid(path) for path in node.slice_files())
     deadline = time.monotonic() + 15
     while len(survivors := node.workers()) < 2 and time.monotonic() < deadline:
         time.sleep(0.1)  # the last one killed may still be being replaced

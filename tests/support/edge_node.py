@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -28,6 +29,21 @@ class Node:
         request = urllib.request.Request(self.url + path, headers=headers)
         with urllib.request.urlopen(request, timeout=30) as response:
             return response.status, response.read(), dict(response.headers)
+
+    def status(self, path: str, headers: dict[str, str] | None = None) -> int:
+        """The status of one GET on a new connection (each lands on whichever worker the
+        kernel picks), error statuses included."""
+        request = urllib.request.Request(self.url + path, headers=headers or {})
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                response.read()
+                return int(response.status)
+        except urllib.error.HTTPError as exc:
+            return exc.code
+
+    def slice_files(self) -> list[Path]:
+        """The disk tier's slice files."""
+        return [p for p in (self.cache / "slices").glob("*/*") if p.is_file()]
 
     def workers(self) -> list[int]:
         """Pids of the worker processes (not multiprocessing's resource tracker)."""
