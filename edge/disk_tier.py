@@ -89,7 +89,7 @@ class DiskTier:
         if unknown:
             found = await asyncio.to_thread(self._existing, unknown)
             held |= found
-            metrics.CACHE_LOOKUPS.labels(TIER, "miss").inc(len(unknown) - len(found))
+            metrics.cache_lookups(TIER, "miss").inc(len(unknown) - len(found))
         return held
 
     def _existing(self, candidates: list[tuple[int, bytes]]) -> set[int]:
@@ -101,7 +101,7 @@ class DiskTier:
         raw = await asyncio.to_thread(read_file, slice_path(self.root, name))
         data = None if raw is None else decode(raw, object_key, index, length)
         if raw is None or data is None:
-            metrics.CACHE_LOOKUPS.labels(TIER, "miss").inc()
+            metrics.cache_lookups(TIER, "miss").inc()
             if raw is None and name not in self._writing:
                 self._index.pop(name, None)  # the file went away: forget it
                 self._publish_size()
@@ -110,7 +110,7 @@ class DiskTier:
                 log.warning("dropping damaged slice file %s", name.hex())
                 await self._drop(name)
             return None
-        metrics.CACHE_LOOKUPS.labels(TIER, "hit").inc()
+        metrics.cache_lookups(TIER, "hit").inc()
         if name in self._index:
             self._index[name]  # a use, for the policy
         elif not self.rebuilt.is_set() and self._owns(name):

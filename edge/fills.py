@@ -118,24 +118,35 @@ class SliceFill:
                 continue
             if self.error is not None:
                 raise self.error.with_traceback(None)  # one error object, many readers
-            waiter = asyncio.get_running_loop().create_future()
+            loop = asyncio.get_running_loop()
+            waiter = loop.create_future()
             self._waiting.append(waiter)
+            # A plain timer that fails the waiter: lighter than asyncio.timeout(), which
+            # cancels and un-cancels the task, and every reader of a crowd waits here per chunk.
+            timer = loop.call_later(wait_s, _wait_expired, waiter, wait_s)
             try:
-                async with asyncio.timeout(wait_s):
-                    await waiter
-            except TimeoutError:
-                raise OriginTimeout(
-                    f"no origin bytes for this slice within {wait_s:g} s", code="fill_wait_timeout"
-                ) from None
+                await waiter
+            finally:
+                timer.cancel()
+
+
+def _wait_expired(waiter: asyncio.Future[None], wait_s: float) -> None:
+    if not waiter.done():
+        waiter.set_exception(
+            OriginTimeout(
+                f"no origin bytes for this slice within {wait_s:g} s", code="fill_wait_timeout"
+            )
+        )
 
 
 class Run:
     """One origin GET in flight for the adjacent slices ``fills``."""
 
-    __slots__ = ("fills", "interest", "obj", "task")
+    __slots__ = ("fills", "interest", "obj", "started", "task")
 
     def __init__(self, obj: StoredObject) -> None:
         self.obj = obj
+        self.started = False  # its task has taken its first step (sent the origin request)
         self.fills: list[SliceFill] = []
         self.interest = 0  # requests reading (or about to read) this run's slices
         self.task: asyncio.Task[None] | None = None
@@ -159,6 +170,7 @@ class FillBoard:
         self._commit = commit
         self._fills: dict[SliceKey, SliceFill] = {}
         self._runs: set[Run] = set()
+        self._unstarted = 0  # runs whose task has not taken its first step yet
         # Objects the origin said it does not have (a manifest naming a deleted object): asked
         # again only after the negative TTL.
         self._negative_ttl_s = negative_ttl_s
@@ -193,10 +205,26 @@ class FillBoard:
             metrics.ORIGIN_FILLS.labels(FillKind.DEMAND.value).inc(len(run.fills) - ahead)
         run.task = asyncio.create_task(self._fetch(run))
         self._runs.add(run)
-        run.task.add_done_callback(lambda _: self._runs.discard(run))
+        self._unstarted += 1
+        run.task.add_done_callback(lambda _: self._ended(run))
         return run
 
+    def _ended(self, run: Run) -> None:
+        self._runs.discard(run)
+        if not run.started:  # cancelled before its first step
+            self._unstarted -= 1
+
+    async def let_fetches_start(self) -> None:
+        """Let the origin fetches that earlier requests just started send their request before
+        the caller goes on. A crowd's requests arrive together and are all queued to run before
+        the fetch task one of them creates: without this, the origin request would wait behind
+        the handling of every other request (Python 3.11 has no eager tasks)."""
+        if self._unstarted:
+            await asyncio.sleep(0)
+
     async def _fetch(self, run: Run) -> None:
+        run.started = True
+        self._unstarted -= 1
         obj, fills = run.obj, run.fills
         first = fills[0].index
         start = first * self._slice_bytes

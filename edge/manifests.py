@@ -84,14 +84,14 @@ class ManifestStore:
         policy = self._policy
         if entry is not None:
             if age < self._refresh_after_s:
-                metrics.MANIFEST_LOOKUPS.labels("fresh").inc()
+                metrics.manifest_lookups("fresh").inc()
                 return entry.loaded
             if age < policy.ttl_s:
-                metrics.MANIFEST_LOOKUPS.labels("stale").inc()
+                metrics.manifest_lookups("stale").inc()
                 self._load(track_id)  # in the background; this request does not wait
                 return entry.loaded
         if track_id in self._missing:
-            metrics.MANIFEST_LOOKUPS.labels("negative").inc()
+            metrics.manifest_lookups("negative").inc()
             raise _track_not_found(track_id)
         try:
             # shield: a client that goes away does not cancel the load others wait on.
@@ -100,11 +100,11 @@ class ManifestStore:
             raise
         except EncoreError as exc:
             if entry is not None and age < policy.ttl_s + policy.stale_if_error_s:
-                metrics.MANIFEST_LOOKUPS.labels("stale_if_error").inc()
+                metrics.manifest_lookups("stale_if_error").inc()
                 log.warning("serving a stale manifest of %s: %s", track_id, exc.message)
                 return entry.loaded
             raise
-        metrics.MANIFEST_LOOKUPS.labels("loaded").inc()
+        metrics.manifest_lookups("loaded").inc()
         return loaded
 
     def _load(self, track_id: str) -> asyncio.Task[LoadedManifest]:

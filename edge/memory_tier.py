@@ -29,7 +29,7 @@ class MemoryTier:
 
     def get(self, key: SliceKey) -> bytes | None:
         data = self._slices.get(key)
-        metrics.CACHE_LOOKUPS.labels(TIER, "miss" if data is None else "hit").inc()
+        metrics.cache_lookups(TIER, "miss" if data is None else "hit").inc()
         return data
 
     def peek(self, key: SliceKey) -> bytes | None:

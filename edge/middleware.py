@@ -54,7 +54,7 @@ async def count_requests(request: web.Request, handler: Handler) -> web.StreamRe
         return aborted.response
     finally:
         method = request.method if request.method in _METHODS else "other"  # bounded labels
-        metrics.REQUESTS.labels(_route(request), method, status).inc()
+        metrics.requests(_route(request), method, status).inc()
 
 
 async def add_cors_headers(request: web.Request, response: web.StreamResponse) -> None:

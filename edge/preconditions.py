@@ -7,6 +7,7 @@ If-Modified-Since; then If-Range decides whether a Range header applies at all.
 from __future__ import annotations
 
 import enum
+import functools
 from collections.abc import Mapping
 from datetime import datetime
 from email.utils import format_datetime, parsedate_to_datetime
@@ -19,6 +20,7 @@ class Outcome(enum.Enum):
     NOT_MODIFIED = "not_modified"
 
 
+@functools.lru_cache(maxsize=4096)  # every response formats its manifest's publish time
 def http_date(moment: datetime) -> str:
     return format_datetime(moment.replace(microsecond=0), usegmt=True)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 from pathlib import Path
 
@@ -17,6 +18,42 @@ from edge.workers import Supervisor, worker_count
 log = logging.getLogger("edge")
 
 ACCESS_LOG_FORMAT = '%a "%r" %s %b %{Range}i %{X-Cache}o %Tf %{Content-Range}o'
+
+
+# The cyclic collector's young-generation threshold while serving (CPython's default is 700
+# allocations). A crowd keeps hundreds of requests alive at once: at 700 the collector runs
+# every few requests and walks all of them, again and again; at this size it mostly finds
+# them gone. Cyclic garbage waits a little longer, a few MB at most.
+GC_GEN0_THRESHOLD = 20_000
+
+
+async def settle_heap(app: web.Application) -> None:
+    """Once the app has started: collect, then freeze what startup left (modules, settings,
+    the origin client), so the collector never walks it again; and collect less often."""
+    gc.collect()
+    gc.freeze()
+    _, gen1, gen2 = gc.get_threshold()
+    gc.set_threshold(GC_GEN0_THRESHOLD, gen1, gen2)
+
+
+def serving_app(
+    settings: Settings,
+    *,
+    worker: int = 0,
+    workers: int = 1,
+    control_dir: Path | None = None,
+    config_path: Path | None = None,
+) -> web.Application:
+    """The app as a serving process runs it (the tests build theirs with ``create_app``)."""
+    app = create_app(
+        settings,
+        worker=worker,
+        workers=workers,
+        control_dir=control_dir,
+        config_path=config_path,
+    )
+    app.on_startup.append(settle_heap)
+    return app
 
 
 def configure_logging() -> None:
@@ -43,7 +80,7 @@ def serve(settings: Settings, *, print_urls: bool = True, config_path: Path | No
         return
     ignore_reload_signal()
     web.run_app(
-        create_app(settings, config_path=config_path),
+        serving_app(settings, config_path=config_path),
         host=settings.server.host,
         port=settings.server.port,
         access_log_format=ACCESS_LOG_FORMAT,

@@ -162,7 +162,7 @@ class SliceStore:
                     data, tier = self.memory.peek((key, index)), Tier.ORIGIN
                 if data is not None:
                     chunk = memoryview(data)[lo:hi]
-                    metrics.RESPONSE_BYTES.labels(tier.label).inc(len(chunk))
+                    metrics.response_bytes(tier.label).inc(len(chunk))
                     yield chunk
                     index += 1
                     continue
@@ -238,7 +238,7 @@ class SliceStore:
     ) -> AsyncGenerator[memoryview, None]:
         """Read ``fill[lo:hi]`` as it arrives (``joined``: someone else started the fill)."""
         if joined and fill.readers >= self.max_waiters:
-            metrics.FILL_WAITS.labels(WaitOutcome.FULL.value).inc()
+            metrics.fill_waits(WaitOutcome.FULL.value).inc()
             raise Unavailable(
                 "too many requests are waiting for this slice",
                 code="too_many_waiters",
@@ -252,7 +252,7 @@ class SliceStore:
         try:
             async with aclosing(fill.read(lo, min(hi, len(fill.buffer)), self._wait_s)) as chunks:
                 async for chunk in chunks:
-                    metrics.RESPONSE_BYTES.labels(Tier.ORIGIN.label).inc(len(chunk))
+                    metrics.response_bytes(Tier.ORIGIN.label).inc(len(chunk))
                     yield chunk
             outcome = WaitOutcome.DONE
         except EncoreError as exc:
@@ -262,7 +262,7 @@ class SliceStore:
         finally:
             fill.readers -= 1
             if joined:
-                metrics.FILL_WAITS.labels(outcome.value).inc()
+                metrics.fill_waits(outcome.value).inc()
 
     # --- prefetch ---------------------------------------------------------------------------
 

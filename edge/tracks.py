@@ -37,6 +37,14 @@ NEXT_TRACK_HEADER = "X-Encore-Next"
 IMMUTABLE = "public, max-age=31536000, immutable"
 
 
+class AudioResponse(web.StreamResponse):
+    """A streamed response whose head goes out with the first body bytes, in one write (as
+    ``web.Response`` does): one segment and one client wake-up fewer per response, which
+    counts when a crowd's worth of responses start at once."""
+
+    _send_headers_immediately = False
+
+
 def _ids(request: web.Request) -> tuple[str, str | None]:
     track_id = request.match_info["track_id"]
     if not layout.is_track_id(track_id):
@@ -73,6 +81,8 @@ async def get_manifest(request: web.Request) -> web.StreamResponse:
 
 async def get_rendition(request: web.Request) -> web.StreamResponse:
     started = time.perf_counter()
+    store = request.app[SLICES]
+    await store.fills.let_fetches_start()
     track_id, name = _ids(request)
     assert name is not None  # the route has a {rendition} part
     access = request.app[ACCESS]
@@ -96,7 +106,6 @@ async def get_rendition(request: web.Request) -> web.StreamResponse:
         return web.Response(status=304, headers=headers)
 
     ranges = _requested_ranges(request, rendition, manifest)
-    store = request.app[SLICES]
     obj = StoredObject(rendition.key, rendition.size)
     whole = [ByteRange(0, rendition.size - 1)] if rendition.size else []
     parts = whole if ranges is None else ranges
@@ -104,7 +113,7 @@ async def get_rendition(request: web.Request) -> web.StreamResponse:
     headers["X-Cache"] = plan.cache_status
     headers["X-Cache-Tier"] = plan.slowest_tier.label
 
-    response = web.StreamResponse(status=200 if ranges is None else 206, headers=headers)
+    response = AudioResponse(status=200 if ranges is None else 206, headers=headers)
     heads, tail = [b""] * len(parts), b""
     if len(parts) > 1:
         multipart = ByteRangesBody(parts, rendition.size, rendition.content_type)
@@ -242,7 +251,7 @@ async def _write_body(
 ) -> None:
     try:
         await response.write(first)
-        metrics.TTFB.labels(cache_status).observe(time.perf_counter() - started)
+        metrics.ttfb(cache_status).observe(time.perf_counter() - started)
         async for chunk in body:
             await response.write(chunk)
     except EncoreError as exc:

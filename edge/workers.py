@@ -56,13 +56,17 @@ def _worker_main(
     ignore_reload_signal()
     from aiohttp import web  # noqa: PLC0415 - a fresh process
 
-    from edge.app import create_app  # noqa: PLC0415
     from edge.http_limits import http_limits  # noqa: PLC0415
-    from edge.server import ACCESS_LOG_FORMAT, configure_logging, new_event_loop  # noqa: PLC0415
+    from edge.server import (  # noqa: PLC0415
+        ACCESS_LOG_FORMAT,
+        configure_logging,
+        new_event_loop,
+        serving_app,
+    )
 
     configure_logging()
     web.run_app(
-        create_app(
+        serving_app(
             settings,
             worker=index,
             workers=count,

@@ -29,7 +29,7 @@ from typing import Any, cast
 
 CONNECT_CONCURRENCY = 64  # connects in flight at once: stays inside a listener's SYN backlog
 MAX_HEAD_BYTES = 64 * 1024
-START_DELAY_S = 0.1  # from the run command to the agreed start instant
+START_DELAY_S = 0.5  # from the run command to the agreed start instant (buffers are made first)
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,11 +74,15 @@ class _Client(asyncio.BufferedProtocol):
         self._transport = None
         self._fail("connection closed by the server")
 
-    def send(self, request: bytes, body_bytes: int = 0) -> asyncio.Future[None]:
-        """Write ``request``; the future is done when its answer is complete or has failed.
-        ``body_bytes`` sizes the buffer for the expected body."""
+    def make_room(self, body_bytes: int) -> None:
+        """Size the buffer for an answer with ``body_bytes`` of body, and touch every page of it
+        now: faulting in a crowd's worth of fresh memory (500 x 320 KiB) during the send burst
+        or the reads would be the client's own delay, measured as the server's."""
         if len(self._buffer) < MAX_HEAD_BYTES + body_bytes:
-            self._buffer = bytearray(MAX_HEAD_BYTES + body_bytes)
+            self._buffer = bytearray(b"\x01") * (MAX_HEAD_BYTES + body_bytes)
+
+    def send(self, request: bytes) -> asyncio.Future[None]:
+        """Write ``request``; the future is done when its answer is complete or has failed."""
         self._filled, self._body_at, self._length = 0, -1, 0
         self.status, self.error = 0, ""
         self.first_at = self.last_at = 0.0
@@ -195,13 +199,15 @@ async def _crowd(
     start_at: float,
     timeout_s: float,
 ) -> list[Sample]:
+    for client in clients:
+        client.make_room(len(expected))
     pause = start_at - time.monotonic() - 0.005
     if pause > 0:
         await asyncio.sleep(pause)
     with _not_preempted():
         while time.monotonic() < start_at:
             pass  # the last milliseconds: libuv's timers have a resolution of one
-        waits = [client.send(request, len(expected)) for client in clients]
+        waits = [client.send(request) for client in clients]
     if waits:  # a process may have no clients (fewer clients than processes)
         await asyncio.wait(waits, timeout=timeout_s)
     samples = []
