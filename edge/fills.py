@@ -5,8 +5,10 @@ starts a :class:`Run`: one origin range GET for a stretch of adjacent missing sl
 a task of its own, so the client that started it can leave without cancelling what others wait
 for. Each slice of the run is a :class:`SliceFill`, a buffer of the slice's final length that
 the run writes into in order. Every request, the one that started it included, reads a fill
-while it is being written: it gets each chunk the moment it lands, and waits on a future that
-the next write completes. Nobody polls, and nobody waits for the whole slice.
+while it is being written: it gets each chunk the moment it lands. Nobody polls, and nobody
+waits for the whole slice. A reader either has the fill write to its client itself
+(:meth:`SliceFill.push`: one pass over a crowd per chunk, no task woken per reader) or waits
+on a future that the next write completes (:meth:`SliceFill.read`).
 
 A slice is committed to the tiers only when it is complete and exactly as long as announced
 (the origin stream guarantees the length). A failed run fails its remaining fills: every reader
@@ -59,10 +61,49 @@ class WaitOutcome(enum.Enum):
     GONE = "gone"  # the waiter's client went away first
 
 
+# Writes bytes to a client at once (synchronously); False when the client has gone.
+Sink = Callable[[memoryview], bool]
+
+
+class _Push:
+    """A reader that the fill writes to itself (see :meth:`SliceFill.push`)."""
+
+    __slots__ = ("done", "expired", "gone", "position", "sink", "stop", "timer")
+
+    def __init__(self, sink: Sink, start: int, stop: int) -> None:
+        self.sink = sink
+        self.position = start
+        self.stop = stop
+        self.gone = False  # the client went away
+        self.expired = False  # no byte arrived within the wait bound
+        self.done: asyncio.Future[None] | None = None
+        self.timer: asyncio.TimerHandle | None = None
+
+    def advance(self, view: memoryview, filled: int) -> bool:
+        """Write what has arrived and this reader still needs; True once it needs no more."""
+        end = min(filled, self.stop)
+        if end > self.position:
+            try:
+                written = self.sink(view[self.position : end])
+            except Exception:  # one reader's failure must not fail the fill for the others
+                log.exception("writing fetched bytes to a client failed")
+                written = False
+            if not written:
+                self.gone = True
+                return True
+            self.position = end
+        return self.position >= self.stop
+
+    def finish(self) -> None:
+        if self.done is not None and not self.done.done():
+            self.done.set_result(None)
+
+
 class SliceFill:
     """One slice being fetched: its buffer, how much of it has arrived, and who waits."""
 
     __slots__ = (
+        "_pushes",
         "_waiting",
         "buffer",
         "error",
@@ -85,6 +126,7 @@ class SliceFill:
         self.readers = 0
         self.used = False  # a request read this prefetched slice
         self._waiting: list[asyncio.Future[None]] = []
+        self._pushes: list[_Push] = []
 
     @property
     def complete(self) -> bool:
@@ -94,11 +136,64 @@ class SliceFill:
         end = self.filled + len(data)
         self.buffer[self.filled : end] = data
         self.filled = end
+        if self._pushes:
+            view = memoryview(self.buffer)
+            pushes, self._pushes = self._pushes, []
+            for push in pushes:
+                if push.advance(view, end):
+                    push.finish()
+                else:
+                    self._pushes.append(push)
         self._wake()
 
     def fail(self, error: EncoreError) -> None:
         self.error = error
+        pushes, self._pushes = self._pushes, []
+        for push in pushes:
+            push.finish()
         self._wake()
+
+    async def push(self, sink: Sink, start: int, stop: int, wait_s: float) -> bool:
+        """Have the fill itself write ``buffer[start:stop]`` to ``sink``, each chunk the moment it
+        lands. A crowd's readers then get the origin's first bytes in one pass over them, with
+        no task to wake per reader and chunk: that pass is what a crowd's TTFB is made of.
+
+        True once every byte is written, False if the client went away; raises the fill's
+        error, or ``fill_wait_timeout`` if no byte arrives for ``wait_s``."""
+        push = _Push(sink, start, stop)
+        if push.advance(memoryview(self.buffer), self.filled):
+            return not push.gone
+        if self.error is None:
+            loop = asyncio.get_running_loop()
+            push.done = loop.create_future()
+            push.timer = loop.call_later(wait_s, self._check_progress, push, wait_s, start)
+            self._pushes.append(push)
+            try:
+                await push.done
+            finally:
+                push.timer.cancel()
+                if push in self._pushes:  # the caller was cancelled
+                    self._pushes.remove(push)
+        if push.gone:
+            return False
+        if push.position >= push.stop:
+            return True
+        if push.expired:
+            raise _wait_timeout(wait_s)
+        assert self.error is not None  # the only other way a push ends early
+        raise self.error.with_traceback(None)  # one error object, many readers
+
+    def _check_progress(self, push: _Push, wait_s: float, seen: int) -> None:
+        """The push's wait bound: it expires after ``wait_s`` without a byte."""
+        if push.done is None or push.done.done():
+            return
+        if push.position == seen:
+            push.expired = True
+            self._pushes.remove(push)
+            push.finish()
+            return
+        loop = asyncio.get_running_loop()
+        push.timer = loop.call_later(wait_s, self._check_progress, push, wait_s, push.position)
 
     def _wake(self) -> None:
         waiting, self._waiting = self._waiting, []
@@ -132,11 +227,13 @@ class SliceFill:
 
 def _wait_expired(waiter: asyncio.Future[None], wait_s: float) -> None:
     if not waiter.done():
-        waiter.set_exception(
-            OriginTimeout(
-                f"no origin bytes for this slice within {wait_s:g} s", code="fill_wait_timeout"
-            )
-        )
+        waiter.set_exception(_wait_timeout(wait_s))
+
+
+def _wait_timeout(wait_s: float) -> OriginTimeout:
+    return OriginTimeout(
+        f"no origin bytes for this slice within {wait_s:g} s", code="fill_wait_timeout"
+    )
 
 
 class Run:

@@ -6,6 +6,7 @@ import asyncio
 import gc
 import logging
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 
@@ -18,6 +19,14 @@ from edge.workers import Supervisor, worker_count
 log = logging.getLogger("edge")
 
 ACCESS_LOG_FORMAT = '%a "%r" %s %b %{Range}i %{X-Cache}o %Tf %{Content-Range}o'
+
+
+def access_logging(settings: Settings) -> dict[str, Any]:
+    """``run_app``'s access log arguments: our format, or none with ``server.access_log`` off
+    (a line per request costs a busy node about 15 µs of each request's CPU)."""
+    if settings.server.access_log:
+        return {"access_log_format": ACCESS_LOG_FORMAT}
+    return {"access_log": None}
 
 
 # The cyclic collector's young-generation threshold while serving (CPython's default is 700
@@ -83,9 +92,9 @@ def serve(settings: Settings, *, print_urls: bool = True, config_path: Path | No
         serving_app(settings, config_path=config_path),
         host=settings.server.host,
         port=settings.server.port,
-        access_log_format=ACCESS_LOG_FORMAT,
         print=print if print_urls else None,
         shutdown_timeout=10.0,
         loop=new_event_loop(),
+        **access_logging(settings),
         **http_limits(settings),
     )

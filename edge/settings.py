@@ -202,6 +202,7 @@ class ServerSettings:
     max_request_line_bytes: int = _setting(4096, _integer(256, 65536))
     max_header_bytes: int = _setting(8190, _integer(256, 65536))  # any one header line
     max_headers: int = _setting(64, _integer(8, 1024))
+    access_log: bool = _setting(True, _flag)  # one line per request, on stderr
 
 
 @dataclass(frozen=True, slots=True)

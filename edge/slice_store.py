@@ -18,13 +18,22 @@ from __future__ import annotations
 
 import asyncio
 import enum
-from collections.abc import AsyncGenerator, Mapping, Sequence
-from contextlib import aclosing
+from collections.abc import AsyncGenerator, Iterator, Mapping, Sequence
+from contextlib import aclosing, contextmanager
 
 from edge import metrics
 from edge.disk_tier import DiskTier
 from edge.errors import EncoreError, Unavailable
-from edge.fills import FillBoard, FillKind, Run, SliceFill, SliceKey, StoredObject, WaitOutcome
+from edge.fills import (
+    FillBoard,
+    FillKind,
+    Run,
+    Sink,
+    SliceFill,
+    SliceKey,
+    StoredObject,
+    WaitOutcome,
+)
 from edge.memory_tier import MemoryTier
 from edge.origin_guard import OriginGuard
 from edge.ranges import ByteRange
@@ -32,7 +41,7 @@ from edge.ranges import ByteRange
 MAX_PENDING_DISK_WRITES = 64  # beyond this, freshly fetched slices are not written to disk
 WAIT_MARGIN_S = 1.0  # a waiter outlasts the fetch's own deadline by this much
 
-__all__ = ["ReadPlan", "SliceStore", "StoredObject", "Tier"]
+__all__ = ["ClientGone", "ReadPlan", "SliceStore", "StoredObject", "Tier"]
 
 
 class Tier(enum.IntEnum):
@@ -85,6 +94,19 @@ class ReadPlan:
         if len(self.held) + len(self.on_disk) < self.needed:
             return Tier.ORIGIN
         return Tier.DISK if self.on_disk else Tier.MEMORY
+
+
+class ClientGone(Exception):
+    """The client left while the fill was writing to it; nothing more can be sent."""
+
+
+class _Wait:
+    """How one read of a fill ended; GONE until it completes or fails."""
+
+    __slots__ = ("outcome",)
+
+    def __init__(self) -> None:
+        self.outcome = WaitOutcome.GONE
 
 
 class SliceStore:
@@ -144,8 +166,12 @@ class SliceStore:
                 plan.held[index] = data
         return data
 
-    async def read(self, plan: ReadPlan, wanted: ByteRange) -> AsyncGenerator[memoryview, None]:
-        """Yield exactly the bytes of ``wanted``, in order."""
+    async def read(
+        self, plan: ReadPlan, wanted: ByteRange, sink: Sink | None = None
+    ) -> AsyncGenerator[memoryview, None]:
+        """Yield exactly the bytes of ``wanted``, in order. With a ``sink``, the bytes of slices
+        being fetched are not yielded: the fill writes them to the sink itself as they land
+        (the caller must have written every byte yielded before asking for more)."""
         size, key = self.slice_bytes, plan.obj.key
         index, last = wanted.start // size, wanted.end // size
         run: Run | None = None  # the run whose slices this request is reading
@@ -166,28 +192,36 @@ class SliceStore:
                     yield chunk
                     index += 1
                     continue
-                fill = plan.following.get(index) or self.fills.get((key, index))
-                joined = fill is not None
-                if fill is None:
-                    ahead = await self._look_ahead(plan.obj, last)
-                    fill = self.fills.get((key, index))  # started while we looked?
-                    joined = fill is not None
-                if fill is None:
-                    fill = self._start_demand(plan, index, last, ahead)
+                fill, joined = await self._fill_for(plan, index, last)
                 if fill.run is not run:
                     if run is not None:
                         run.interest -= 1
                     run = fill.run
                     run.interest += 1
-                async with aclosing(self._follow(fill, lo, hi, joined)) as chunks:
-                    async for chunk in chunks:
-                        yield chunk
+                if sink is not None:
+                    await self._push(fill, lo, hi, joined, sink)
+                else:
+                    async with aclosing(self._follow(fill, lo, hi, joined)) as chunks:
+                        async for chunk in chunks:
+                            yield chunk
                 if plan.keep_fetched:
                     plan.following[index] = fill  # another range may need this slice again
                 index += 1
         finally:
             if run is not None:
                 run.interest -= 1
+
+    async def _fill_for(self, plan: ReadPlan, index: int, last: int) -> tuple[SliceFill, bool]:
+        """The fill of slice ``index``: one in flight (joined: True), or one started now."""
+        key = (plan.obj.key, index)
+        fill = plan.following.get(index) or self.fills.get(key)
+        if fill is not None:
+            return fill, True
+        ahead = await self._look_ahead(plan.obj, last)
+        fill = self.fills.get(key)  # started while we looked?
+        if fill is not None:
+            return fill, True
+        return self._start_demand(plan, index, last, ahead), False
 
     def _start_demand(self, plan: ReadPlan, index: int, last: int, ahead: list[int]) -> SliceFill:
         """One GET for the run of missing slices from ``index``; when it reaches the end of the
@@ -237,6 +271,26 @@ class SliceStore:
         self, fill: SliceFill, lo: int, hi: int, joined: bool
     ) -> AsyncGenerator[memoryview, None]:
         """Read ``fill[lo:hi]`` as it arrives (``joined``: someone else started the fill)."""
+        with self._reading(fill, joined) as wait:
+            async with aclosing(fill.read(lo, min(hi, len(fill.buffer)), self._wait_s)) as chunks:
+                async for chunk in chunks:
+                    metrics.response_bytes(Tier.ORIGIN.label).inc(len(chunk))
+                    yield chunk
+            wait.outcome = WaitOutcome.DONE
+
+    async def _push(self, fill: SliceFill, lo: int, hi: int, joined: bool, sink: Sink) -> None:
+        """Have the fill write ``fill[lo:hi]`` to ``sink``; :class:`ClientGone` if it left."""
+        with self._reading(fill, joined) as wait:
+            stop = min(hi, len(fill.buffer))
+            if not await fill.push(sink, lo, stop, self._wait_s):
+                raise ClientGone("the client went away while its bytes were being fetched")
+            wait.outcome = WaitOutcome.DONE
+        metrics.response_bytes(Tier.ORIGIN.label).inc(stop - lo)
+
+    @contextmanager
+    def _reading(self, fill: SliceFill, joined: bool) -> Iterator[_Wait]:
+        """A request reads ``fill``: the bound on waiters, prefetch use, and the wait's outcome
+        (counted for ``joined`` reads, which wait on a fetch another request started)."""
         if joined and fill.readers >= self.max_waiters:
             metrics.fill_waits(WaitOutcome.FULL.value).inc()
             raise Unavailable(
@@ -247,22 +301,18 @@ class SliceStore:
         if fill.prefetched and not fill.used:
             fill.used = True
             metrics.PREFETCH_USED.inc()
-        outcome = WaitOutcome.GONE
+        wait = _Wait()
         fill.readers += 1
         try:
-            async with aclosing(fill.read(lo, min(hi, len(fill.buffer)), self._wait_s)) as chunks:
-                async for chunk in chunks:
-                    metrics.response_bytes(Tier.ORIGIN.label).inc(len(chunk))
-                    yield chunk
-            outcome = WaitOutcome.DONE
+            yield wait
         except EncoreError as exc:
             timed_out = exc.code == "fill_wait_timeout"
-            outcome = WaitOutcome.TIMEOUT if timed_out else WaitOutcome.ERROR
+            wait.outcome = WaitOutcome.TIMEOUT if timed_out else WaitOutcome.ERROR
             raise
         finally:
             fill.readers -= 1
             if joined:
-                metrics.fill_waits(outcome.value).inc()
+                metrics.fill_waits(wait.outcome.value).inc()
 
     # --- prefetch ---------------------------------------------------------------------------
 

@@ -11,6 +11,7 @@ from aiohttp import web
 
 from edge import metrics, preconditions
 from edge.access import Access
+from edge.audio_response import AudioResponse
 from edge.errors import BadRequest, EncoreError, NotFound, StreamAborted
 from edge.licensing import LicenceGate
 from edge.manifests import ManifestStore
@@ -19,7 +20,7 @@ from edge.preconditions import Outcome, http_date
 from edge.prefetch import Prefetcher, PrefetchReason
 from edge.ranges import ByteRange, parse_range
 from edge.settings import Settings
-from edge.slice_store import ReadPlan, SliceStore, StoredObject
+from edge.slice_store import ClientGone, ReadPlan, SliceStore, StoredObject
 from edge.warming import same_bitrate, warm_track
 from origin import layout
 from origin.manifest import Manifest, Rendition
@@ -35,14 +36,6 @@ ACCESS = web.AppKey("access", Access)
 NEXT_TRACK_HEADER = "X-Encore-Next"
 
 IMMUTABLE = "public, max-age=31536000, immutable"
-
-
-class AudioResponse(web.StreamResponse):
-    """A streamed response whose head goes out with the first body bytes, in one write (as
-    ``web.Response`` does): one segment and one client wake-up fewer per response, which
-    counts when a crowd's worth of responses start at once."""
-
-    _send_headers_immediately = False
 
 
 def _ids(request: web.Request) -> tuple[str, str | None]:
@@ -113,42 +106,51 @@ async def get_rendition(request: web.Request) -> web.StreamResponse:
     headers["X-Cache"] = plan.cache_status
     headers["X-Cache-Tier"] = plan.slowest_tier.label
 
-    response = AudioResponse(status=200 if ranges is None else 206, headers=headers)
-    heads, tail = [b""] * len(parts), b""
-    if len(parts) > 1:
-        multipart = ByteRangesBody(parts, rendition.size, rendition.content_type)
-        response.headers["Content-Type"] = multipart.content_type
-        response.content_length = multipart.content_length
-        heads, tail = multipart.part_heads, multipart.tail
-    else:
-        response.headers["Content-Type"] = rendition.content_type
-        response.content_length = sum(part.length for part in parts)
-        if ranges is not None:
-            response.headers["Content-Range"] = ranges[0].content_range(rendition.size)
-
+    status = 200 if ranges is None else 206
+    multipart = _describe_body(headers, parts, ranges, rendition)
+    length = multipart.content_length if multipart else sum(part.length for part in parts)
     if request.method == "HEAD" or not parts:
-        await response.prepare(request)
-        return response  # no body, so no first byte to time
+        head_only = web.StreamResponse(status=status, headers=headers)
+        head_only.content_length = length
+        await head_only.prepare(request)
+        return head_only  # no body, so no first byte to time
     if plan.needs_origin:
         store.guard.breaker.check()  # fail fast (503) while the origin is known to be down
     _schedule_prefetch(request, store, obj, parts, rendition, region=region)
-    body = _body(store, plan, parts, heads, tail)
+    # The head is ready now but leaves with the first bytes: an origin that fails before
+    # any byte gives the client a clean JSON error rather than a cut connection.
+    response = AudioResponse(status=status, headers=headers)
+    response.content_length = length
+    await response.prepare(request)
+    body: AsyncGenerator[bytes | memoryview, None]
+    if multipart is None:
+        # Slices being fetched are written to the client by their fill, as the bytes land.
+        body = store.read(plan, parts[0], sink=response.send_now)
+    else:
+        body = _multipart_body(store, plan, parts, multipart.part_heads, multipart.tail)
     try:
-        # The first bytes are in hand before the headers go: an origin that fails right away
-        # gives the client a clean JSON error rather than a cut connection.
-        first = await anext(body)
-        await response.prepare(request)
-        await _write_body(
-            request,
-            response,
-            body=body,
-            first=first,
-            cache_status=plan.cache_status,
-            started=started,
-        )
+        await _send_body(request, response, body)
     finally:
-        await body.aclose()
+        if response.first_byte_at is not None:
+            metrics.ttfb(plan.cache_status).observe(response.first_byte_at - started)
     return response
+
+
+def _describe_body(
+    headers: dict[str, str],
+    parts: list[ByteRange],
+    ranges: list[ByteRange] | None,
+    rendition: Rendition,
+) -> ByteRangesBody | None:
+    """Set the body's Content-Type (and Content-Range); the layout of a multipart body."""
+    if len(parts) > 1:
+        multipart = ByteRangesBody(parts, rendition.size, rendition.content_type)
+        headers["Content-Type"] = multipart.content_type
+        return multipart
+    headers["Content-Type"] = rendition.content_type
+    if ranges is not None:
+        headers["Content-Range"] = ranges[0].content_range(rendition.size)
+    return None
 
 
 def _schedule_prefetch(
@@ -218,15 +220,15 @@ def _requested_ranges(
     return parse_range(header, rendition.size)
 
 
-async def _body(
+async def _multipart_body(
     store: SliceStore,
     plan: ReadPlan,
     parts: list[ByteRange],
     heads: list[bytes],
     tail: bytes,
 ) -> AsyncGenerator[bytes | memoryview, None]:
-    """The response body: each part's head (multipart) and bytes, then the closing tail. The
-    first item always carries audio bytes, so pulling it surfaces an origin failure."""
+    """A multipart body: each part's head and bytes, then the closing tail. The first item
+    always carries audio bytes, so the head never leaves before an origin failure shows."""
     for part, head in zip(parts, heads, strict=True):
         chunks = store.read(plan, part)
         try:
@@ -240,27 +242,28 @@ async def _body(
         yield tail
 
 
-async def _write_body(
+async def _send_body(
     request: web.Request,
-    response: web.StreamResponse,
-    *,
+    response: AudioResponse,
     body: AsyncGenerator[bytes | memoryview, None],
-    first: bytes | memoryview,
-    cache_status: str,
-    started: float,
 ) -> None:
+    """Write ``body``. A failure before the first byte is raised, for a JSON error response;
+    after it, the connection is cut: the client must see a failed transfer, never a short
+    body passed off as complete."""
     try:
-        await response.write(first)
-        metrics.ttfb(cache_status).observe(time.perf_counter() - started)
         async for chunk in body:
             await response.write(chunk)
     except EncoreError as exc:
-        # Headers are gone, so no error response can follow. Break the connection: the client
-        # must see a failed transfer, never a short body passed off as complete.
+        if not response.head_sent:
+            raise
         log.warning("aborting %s mid-body: %s (%s)", request.path, exc.message, exc.code)
         if request.transport is not None:
             request.transport.abort()
         raise StreamAborted(response) from exc
+    except (ClientGone, ConnectionResetError) as exc:
+        raise StreamAborted(response) from exc  # the client left; nobody to tell
+    finally:
+        await body.aclose()
 
 
 async def options(request: web.Request) -> web.Response:

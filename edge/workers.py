@@ -58,7 +58,7 @@ def _worker_main(
 
     from edge.http_limits import http_limits  # noqa: PLC0415
     from edge.server import (  # noqa: PLC0415
-        ACCESS_LOG_FORMAT,
+        access_logging,
         configure_logging,
         new_event_loop,
         serving_app,
@@ -76,10 +76,10 @@ def _worker_main(
         host=settings.server.host,
         port=settings.server.port,
         reuse_port=True,
-        access_log_format=ACCESS_LOG_FORMAT,
         print=None,
         shutdown_timeout=DRAIN_S,
         loop=new_event_loop(),
+        **access_logging(settings),
         **http_limits(settings),
     )
 

@@ -18,12 +18,15 @@ from origin.local_s3 import LocalS3, rclone_binary
 
 
 @contextmanager
-def local_origin(bucket: str, prefix: str = "encore-bench-") -> Iterator[tuple[Path, LocalS3]]:
+def local_origin(
+    bucket: str, prefix: str = "encore-bench-", *, etag_hash: bool = True
+) -> Iterator[tuple[Path, LocalS3]]:
     """(work folder, running S3 server with ``bucket``); credentials go into the environment
-    so child edges and clients find them. Everything is removed on exit."""
+    so child edges and clients find them. Everything is removed on exit. ``etag_hash``:
+    see :class:`LocalS3`."""
     with tempfile.TemporaryDirectory(prefix=prefix) as tmp_name:
         tmp = Path(tmp_name)
-        s3 = LocalS3(tmp / "s3", log_path=tmp / "rclone.log")
+        s3 = LocalS3(tmp / "s3", log_path=tmp / "rclone.log", etag_hash=etag_hash)
         s3.start()
         try:
             s3.create_bucket(bucket)

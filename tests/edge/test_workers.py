@@ -215,3 +215,21 @@ def test_a_crowd_across_workers_fetches_a_slice_at_most_once_per_worker_and_coun
             node.metric("encore_origin_duplicate_fetches_total"),
         )
         time.sleep(0.05)
+
+
+def test_the_access_log_is_on_by_default_and_can_be_turned_off(
+    catalog: Catalog, start_node: Callable[..., Node]
+) -> None:
+    track_id = catalog.publish({"96": os.urandom(3 * TEST_SLICE_BYTES)}).track_id
+    path = f"/v1/tracks/{track_id}/96"
+    logging = start_node(workers=1, disk_bytes="0")  # served by the supervisor process itself
+    quiet = start_node(workers=2, disk_bytes="0", server_toml="access_log = false\n")
+    for node in (logging, quiet):
+        for _ in range(4):
+            assert node.get(path, "bytes=0-99")[0] == 206
+    deadline = time.monotonic() + 5
+    while f'"GET {path} HTTP/1.1" 206' not in logging.log.read_text():
+        assert time.monotonic() < deadline, logging.log.read_text()
+        time.sleep(0.05)
+    assert "aiohttp.access" not in quiet.log.read_text()
+    assert "worker 1 started" in quiet.log.read_text()  # its log is there, only quieter

@@ -23,6 +23,7 @@ class Node:
     process: subprocess.Popen[bytes]
     cache: Path
     config: Path
+    log: Path  # the node's stderr: its own log lines and the access log
 
     def get(self, path: str, range_: str | None = None) -> tuple[int, bytes, dict[str, str]]:
         headers = {"Range": range_} if range_ else {}
@@ -66,7 +67,7 @@ class Node:
 def wait_ready(node: Node, timeout_s: float = 30) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        assert node.process.poll() is None, "edge exited early"
+        assert node.process.poll() is None, f"edge exited early: {node.log.read_text()[-2000:]}"
         try:
             if node.get("/readyz")[0] == 200:
                 return
@@ -80,7 +81,8 @@ def node_starter(
     tmp_path: Path, endpoint_url: str, bucket: str, slice_bytes: int
 ) -> Iterator[Callable[..., Node]]:
     """Start real ``encore-edge serve`` processes (a supervisor and its workers); each is
-    stopped with SIGTERM at the end. ``extra_toml`` goes on after ``[edge]``."""
+    stopped with SIGTERM at the end. ``extra_toml`` goes on after ``[edge]``, ``server_toml``
+    inside ``[server]``."""
     started: list[Node] = []
 
     def start(
@@ -89,23 +91,26 @@ def node_starter(
         memory_bytes: str = "8MiB",
         workers: int = 2,
         extra_toml: str = "",
+        server_toml: str = "",
     ) -> Node:
         port = free_port()
         cache = tmp_path / "cache"
         config = tmp_path / f"edge-{port}.toml"
         config.write_text(
-            f'[server]\nhost = "127.0.0.1"\nport = {port}\nworkers = {workers}\n'
+            f'[server]\nhost = "127.0.0.1"\nport = {port}\nworkers = {workers}\n{server_toml}'
             f'[origin]\nendpoint_url = "{origin_url or endpoint_url}"\nbucket = "{bucket}"\n'
             f'[cache]\nslice_bytes = "{slice_bytes}"\nmemory_bytes = "{memory_bytes}"\n'
             f'disk_path = "{cache}"\ndisk_bytes = "{disk_bytes}"\n'
             '[edge]\nregion = "SE"\n' + extra_toml
         )
-        process = subprocess.Popen(
-            [sys.executable, "-m", "edge", "serve", "--config", str(config)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        node = Node(f"http://127.0.0.1:{port}", process, cache, config)
+        log = tmp_path / f"edge-{port}.log"
+        with log.open("wb") as stderr:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "edge", "serve", "--config", str(config)],
+                stdout=subprocess.DEVNULL,
+                stderr=stderr,
+            )
+        node = Node(f"http://127.0.0.1:{port}", process, cache, config, log)
         started.append(node)
         wait_ready(node)
         return node

@@ -1,0 +1,158 @@
+"""AudioResponse renders its head itself and sends it with the first body bytes: the head must
+be the one aiohttp would have sent, keep-alive must hold, and a failure before the first byte
+must still reach the client as an error response. Real aiohttp server, raw sockets."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import pytest
+from aiohttp import web
+
+from edge.audio_response import AudioResponse, render_head
+
+BODY = b"hello, audio"
+HEADERS = {
+    "Content-Type": "audio/ogg",
+    "Content-Range": f"bytes 0-{len(BODY) - 1}/100",
+    "ETag": '"0123abcd"',
+    "Cache-Control": "public, max-age=31536000, immutable",
+}
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+async def _plain(request: web.Request) -> web.StreamResponse:
+    response = web.StreamResponse(status=206, headers=HEADERS)
+    response.content_length = len(BODY)
+    await response.prepare(request)
+    await response.write(BODY)
+    return response
+
+
+async def _written(request: web.Request) -> web.StreamResponse:
+    """The head leaves with the first write(), as a cache hit sends it."""
+    response = AudioResponse(status=206, headers=HEADERS)
+    response.content_length = len(BODY)
+    await response.prepare(request)
+    await response.write(memoryview(BODY)[:5])
+    await response.write(BODY[5:])
+    return response
+
+
+async def _pushed(request: web.Request) -> web.StreamResponse:
+    """The bytes go out through send_now(), as a slice fill sends them."""
+    response = AudioResponse(status=206, headers=HEADERS)
+    response.content_length = len(BODY)
+    await response.prepare(request)
+    assert not response.head_sent
+    assert response.send_now(memoryview(BODY)[:3])
+    assert response.head_sent
+    assert response.first_byte_at is not None
+    assert response.send_now(memoryview(BODY)[3:])
+    assert response.body_sent == len(BODY)
+    return response
+
+
+async def _fails_before_the_first_byte(request: web.Request) -> web.StreamResponse:
+    response = AudioResponse(status=206, headers=HEADERS)
+    response.content_length = len(BODY)
+    await response.prepare(request)
+    raise web.HTTPBadGateway(text="the origin failed")
+
+
+async def _refuses_too_many_bytes(request: web.Request) -> web.StreamResponse:
+    response = AudioResponse(status=206, headers=HEADERS)
+    response.content_length = len(BODY)
+    await response.prepare(request)
+    with pytest.raises(ValueError, match="exceed"):
+        response.send_now(memoryview(BODY + b"!"))
+    response.send_now(memoryview(BODY))
+    return response
+
+
+async def _signal(request: web.Request, response: web.StreamResponse) -> None:
+    response.headers["X-Prepared-By"] = "signal"  # as the edge's CORS headers are added
+
+
+@pytest.fixture
+async def port() -> AsyncIterator[int]:
+    app = web.Application()
+    routes: dict[str, Handler] = {
+        "/plain": _plain,
+        "/written": _written,
+        "/pushed": _pushed,
+        "/fails": _fails_before_the_first_byte,
+        "/too-many": _refuses_too_many_bytes,
+    }
+    for path, handler in routes.items():
+        app.router.add_get(path, handler)
+    app.on_response_prepare.append(_signal)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    server = site._server
+    assert isinstance(server, asyncio.Server)
+    yield server.sockets[0].getsockname()[1]
+    await runner.cleanup()
+
+
+async def _exchange(port: int, paths: list[str], version: str = "1.1") -> list[bytes]:
+    """GET each path in turn on one connection; the raw bytes of each answer."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    answers = []
+    try:
+        for path in paths:
+            writer.write(f"GET {path} HTTP/{version}\r\nHost: test\r\n\r\n".encode())
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+            length = next(
+                int(line.split(b":", 1)[1])
+                for line in head.split(b"\r\n")
+                if line.lower().startswith(b"content-length:")
+            )
+            answers.append(head + await asyncio.wait_for(reader.readexactly(length), 5))
+    finally:
+        writer.close()
+    return answers
+
+
+def _without_date(answer: bytes) -> list[bytes]:
+    return [line for line in answer.split(b"\r\n") if not line.lower().startswith(b"date:")]
+
+
+@pytest.mark.parametrize("version", ["1.1", "1.0"])
+async def test_the_head_and_body_are_what_aiohttp_sends(port: int, version: str) -> None:
+    # HTTP/1.0 without keep-alive: the server closes after each answer, so one connection each.
+    answers = [await _exchange(port, [path], version) for path in ("/plain", "/written", "/pushed")]
+    (plain,), (written,), (pushed,) = answers
+    assert plain.startswith(f"HTTP/{version} 206 Partial Content\r\n".encode())
+    assert plain.endswith(b"\r\n\r\n" + BODY)
+    assert b"X-Prepared-By: signal" in plain
+    assert _without_date(written) == _without_date(plain)
+    assert _without_date(pushed) == _without_date(plain)
+
+
+async def test_keep_alive_holds_after_bytes_sent_directly(port: int) -> None:
+    answers = await _exchange(port, ["/pushed", "/written", "/pushed", "/plain"])
+    assert [answer.endswith(BODY) for answer in answers] == [True] * 4
+
+
+async def test_a_failure_before_the_first_byte_is_still_an_error_response(port: int) -> None:
+    failed, after = await _exchange(port, ["/fails", "/pushed"])
+    assert failed.startswith(b"HTTP/1.1 502 Bad Gateway\r\n")
+    assert failed.endswith(b"the origin failed")
+    assert b"206" not in failed
+    assert b"Content-Range" not in failed
+    assert after.endswith(BODY)  # and the connection goes on
+
+
+async def test_no_byte_past_the_announced_length(port: int) -> None:
+    (answer,) = await _exchange(port, ["/too-many"])
+    assert answer.endswith(b"\r\n\r\n" + BODY)
+
+
+def test_header_values_with_line_breaks_are_refused() -> None:
+    with pytest.raises(ValueError, match="line break"):
+        render_head((1, 1), 200, "OK", {"X-Evil": "a\r\nSet-Cookie: b"})
