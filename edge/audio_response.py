@@ -27,6 +27,7 @@ from aiohttp.web_request import BaseRequest
 from multidict import istr
 
 DRAIN_ABOVE_BYTES = 64 * 1024  # aiohttp's own threshold for waiting on a slow client
+JOIN_BELOW_BYTES = 2048  # smaller first bytes are copied after the head, larger ones not
 
 
 def render_head(
@@ -81,7 +82,10 @@ class AudioResponse(web.StreamResponse):
         head = self._head
         if head is not None:
             self._head = None
-            transport.write(head + data)
+            if size < JOIN_BELOW_BYTES:
+                transport.write(head + data)
+            else:  # no copy of a large body: one vectored write
+                transport.writelines((head, data))
             writer.output_size += len(head)
             self.first_byte_at = time.perf_counter()
         elif size:
