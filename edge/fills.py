@@ -34,6 +34,7 @@ from edge.origin_guard import OriginGuard
 log = logging.getLogger(__name__)
 
 MAX_MISSING_OBJECTS = 100_000
+FIRST_BYTES = 1024  # what a pushed reader gets first when a large chunk lands (see write())
 
 SliceKey = tuple[str, int]  # (immutable object key, slice index)
 
@@ -68,12 +69,13 @@ Sink = Callable[[memoryview], bool]
 class _Push:
     """A reader that the fill writes to itself (see :meth:`SliceFill.push`)."""
 
-    __slots__ = ("done", "expired", "gone", "position", "sink", "stop", "timer")
+    __slots__ = ("done", "expired", "fresh", "gone", "position", "sink", "stop", "timer")
 
     def __init__(self, sink: Sink, start: int, stop: int) -> None:
         self.sink = sink
         self.position = start
         self.stop = stop
+        self.fresh = True  # nothing written to it yet
         self.gone = False  # the client went away
         self.expired = False  # no byte arrived within the wait bound
         self.done: asyncio.Future[None] | None = None
@@ -81,6 +83,8 @@ class _Push:
 
     def advance(self, view: memoryview, filled: int) -> bool:
         """Write what has arrived and this reader still needs; True once it needs no more."""
+        if self.gone:
+            return True
         end = min(filled, self.stop)
         if end > self.position:
             try:
@@ -92,6 +96,7 @@ class _Push:
                 self.gone = True
                 return True
             self.position = end
+            self.fresh = False
         return self.position >= self.stop
 
     def finish(self) -> None:
@@ -139,6 +144,12 @@ class SliceFill:
         if self._pushes:
             view = memoryview(self.buffer)
             pushes, self._pushes = self._pushes, []
+            if len(data) > FIRST_BYTES:
+                # A crowd's time to first byte is this pass: every reader that has nothing yet
+                # gets a few bytes first, so none waits behind the others' large writes.
+                for push in pushes:
+                    if push.fresh:
+                        push.advance(view, min(end, push.position + FIRST_BYTES))
             for push in pushes:
                 if push.advance(view, end):
                     push.finish()

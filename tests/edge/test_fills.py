@@ -5,17 +5,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 
 import pytest
 
 from edge.errors import OriginTimeout, OriginUnavailable
-from edge.fills import Run, SliceFill, StoredObject
+from edge.fills import FIRST_BYTES, Run, SliceFill, StoredObject
 
 DATA = bytes(range(200)) * 5  # 1000 bytes
 
 
-def _fill() -> SliceFill:
-    return SliceFill(Run(StoredObject("tracks/t/96-x.ogg", len(DATA))), 0, len(DATA), False)
+def _fill(size: int = len(DATA)) -> SliceFill:
+    return SliceFill(Run(StoredObject("tracks/t/96-x.ogg", size)), 0, size, False)
 
 
 class Client:
@@ -51,6 +52,34 @@ async def test_every_reader_gets_each_chunk_in_the_same_pass_as_it_lands() -> No
     fill.write(memoryview(DATA)[10:])
     assert await asyncio.gather(*pushes) == [True] * 50
     assert all(c.received == DATA for c in clients)
+
+
+async def test_when_a_large_chunk_lands_every_new_reader_gets_a_little_first() -> None:
+    fill, order = _fill(), []
+
+    def sink(name: int) -> Callable[[memoryview], bool]:
+        def write(data: memoryview) -> bool:
+            order.append((name, len(data)))
+            return True
+
+        return write
+
+    pushes = [asyncio.create_task(fill.push(sink(n), 0, len(DATA), 5)) for n in range(20)]
+    await _registered()
+    fill.write(memoryview(DATA))  # 1000 bytes: not over FIRST_BYTES
+    assert await asyncio.gather(*pushes) == [True] * 20
+    assert order == [(n, len(DATA)) for n in range(20)]  # small enough: one write each
+
+    fill, order = _fill(10 * FIRST_BYTES), []
+    pushes = [asyncio.create_task(fill.push(sink(n), 0, 10 * FIRST_BYTES, 5)) for n in range(20)]
+    await _registered()
+    fill.write(memoryview(bytes(3 * FIRST_BYTES)))
+    # Everyone's first bytes before anyone's rest: the crowd's TTFB is one pass of small writes.
+    assert order[:20] == [(n, FIRST_BYTES) for n in range(20)]
+    assert order[20:] == [(n, 2 * FIRST_BYTES) for n in range(20)]
+    fill.write(memoryview(bytes(7 * FIRST_BYTES)))  # later chunks: one write each
+    assert order[40:] == [(n, 7 * FIRST_BYTES) for n in range(20)]
+    assert await asyncio.gather(*pushes) == [True] * 20
 
 
 async def test_a_reader_gets_its_own_range_and_what_arrived_before_it_came() -> None:
