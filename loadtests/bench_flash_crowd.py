@@ -23,8 +23,10 @@ every round is cold; the order alternates between rounds. The edge's manifest fo
 is fetched first on every worker (the proxy's count shows when each has it): the crowd then
 measures the cold audio slice, not the manifest. The clients (``loadtests.crowd_client``,
 raw asyncio protocols on uvloop, spread over ``--client-procs`` processes) open and prime
-their keep-alive connections first, then all send at one instant; each records, from its own
-send, the first and the last body byte, and checks the status (206) and every byte. Right
+their keep-alive connections first, then all send at one instant (the sends spread over
+2-7 ms, the "spread" column); each records, from its own send, the first and the last body
+byte, and checks the status (206) and every byte. The acceptance line lists every round's
+p99 and the p99 of all rounds pooled; ``--check`` wants every round within the budget. Right
 after the cold crowd the same crowd asks again for the now cached slice: that warm TTFB is the
 floor the client and the cache add on this machine, reported next to the cold numbers. It is
 not small: moving 500 x 256 KiB through loopback on 2 shared cores takes tens of milliseconds
