@@ -54,6 +54,10 @@ class AudioResponse(web.StreamResponse):
         self.body_sent = 0  # body bytes written so far by send_now
 
     async def prepare(self, request: BaseRequest) -> AbstractStreamWriter | None:
+        if self.content_length is None or self.chunked or self.compression:
+            # send_now() writes bytes as they are: no chunk framing, no compression. (Checked
+            # before aiohttp's prepare, which would set the writer up for them.)
+            raise RuntimeError("an AudioResponse needs a Content-Length and no compression")
         self._version = (request.version.major, request.version.minor)
         self._writer = await super().prepare(request)
         return self._writer

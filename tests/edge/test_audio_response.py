@@ -72,6 +72,13 @@ async def _refuses_too_many_bytes(request: web.Request) -> web.StreamResponse:
     return response
 
 
+async def _no_length(request: web.Request) -> web.StreamResponse:
+    response = AudioResponse(status=200, headers=HEADERS)
+    with pytest.raises(RuntimeError, match="Content-Length"):
+        await response.prepare(request)  # it would be sent chunked, which send_now cannot do
+    return web.Response(text="refused")
+
+
 async def _signal(request: web.Request, response: web.StreamResponse) -> None:
     response.headers["X-Prepared-By"] = "signal"  # as the edge's CORS headers are added
 
@@ -85,6 +92,7 @@ async def port() -> AsyncIterator[int]:
         "/pushed": _pushed,
         "/fails": _fails_before_the_first_byte,
         "/too-many": _refuses_too_many_bytes,
+        "/no-length": _no_length,
     }
     for path, handler in routes.items():
         app.router.add_get(path, handler)
@@ -151,6 +159,11 @@ async def test_a_failure_before_the_first_byte_is_still_an_error_response(port: 
 async def test_no_byte_past_the_announced_length(port: int) -> None:
     (answer,) = await _exchange(port, ["/too-many"])
     assert answer.endswith(b"\r\n\r\n" + BODY)
+
+
+async def test_a_body_without_length_is_refused(port: int) -> None:
+    (answer,) = await _exchange(port, ["/no-length"])
+    assert answer.endswith(b"refused")
 
 
 def test_header_values_with_line_breaks_are_refused() -> None:
