@@ -107,10 +107,8 @@ class AudioResponse(web.StreamResponse):
             raise ConnectionResetError("the client went away")
         writer = self._writer
         assert writer is not None
-        if (
-            writer.buffer_size > DRAIN_ABOVE_BYTES
-        ):  # as aiohttp's write(): let a slow client catch up
-            writer.buffer_size = 0
+        if writer.buffer_size > DRAIN_ABOVE_BYTES:  # as aiohttp's write(): a slow client
+            writer.buffer_size = 0  # catches up before more is queued
             await writer.drain()
 
     async def write_eof(self, data: bytes = b"") -> None:
