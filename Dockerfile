@@ -3,14 +3,14 @@
 #   docker build -t encore .
 #   docker run -p 8080:8080 -e AWS_ACCESS_KEY_ID=... -e AWS_SECRET_ACCESS_KEY=... \
 #     -v /srv/encore/edge.toml:/etc/encore/edge.toml:ro encore
-FROM python:3.11-slim-bookworm AS build
+FROM python:3.12-slim-bookworm AS build
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY edge ./edge
 COPY origin ./origin
 RUN pip wheel --no-cache-dir --wheel-dir /wheels .
 
-FROM python:3.11-slim-bookworm
+FROM python:3.12-slim-bookworm
 RUN useradd --system --uid 10001 --no-create-home encore \
     && mkdir -p /var/cache/encore /etc/encore \
     && chown encore /var/cache/encore
