@@ -156,7 +156,7 @@ def create_app(
     if config_path is not None:
 
         async def reload_on_sighup(app: web.Application) -> None:
-            listen_for_reload(access, config_path)
+            listen_for_reload(access, config_path, settings.auth)
 
         app.on_startup.append(reload_on_sighup)
     app[READY] = [False]

@@ -13,7 +13,7 @@ import signal
 from pathlib import Path
 
 from edge.access import Access
-from edge.settings import ConfigError, load_settings
+from edge.settings import AuthSettings, ConfigError, load_settings
 
 log = logging.getLogger(__name__)
 
@@ -39,8 +39,16 @@ def reload_signing_keys(access: Access, config_path: Path) -> None:
     log.info("SIGHUP: signing keys reloaded from %s: %s", config_path, kids)
 
 
-def listen_for_reload(access: Access, config_path: Path) -> None:
-    """Reload on SIGHUP, from the running event loop (the main thread's)."""
+def listen_for_reload(access: Access, config_path: Path, started_with: AuthSettings) -> None:
+    """Reload on SIGHUP, from the running event loop (the main thread's). A SIGHUP that came
+    while this worker was starting was ignored: if ``[auth]`` has changed since the settings
+    it ``started_with`` were read, take the new one now."""
     asyncio.get_running_loop().add_signal_handler(
         RELOAD_SIGNAL, reload_signing_keys, access, config_path
     )
+    try:
+        current = load_settings(config_path).auth
+    except ConfigError:
+        return  # a broken config keeps the keys the worker started with, as a SIGHUP would
+    if current != started_with:
+        reload_signing_keys(access, config_path)
