@@ -18,6 +18,7 @@ tests/edge/test_audio_response.py pins the bytes on the wire.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Mapping
 
@@ -27,19 +28,23 @@ from aiohttp.web_request import BaseRequest
 from multidict import istr
 
 DRAIN_ABOVE_BYTES = 64 * 1024  # aiohttp's own threshold for waiting on a slow client
+# Unsent bytes past which a fill stops writing to this client itself and the handler goes on
+# with flow control (about one slice; each reader of a crowd may hold this much in memory).
+CONGESTED_ABOVE_BYTES = 256 * 1024
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")  # tab is the one allowed
 JOIN_BELOW_BYTES = 2048  # smaller first bytes are copied after the head, larger ones not
 
 
 def render_head(
     version: tuple[int, int], status: int, reason: str, headers: Mapping[str, str]
 ) -> bytes:
-    """The status line and header block, as aiohttp would serialize them."""
+    """The status line and header block, as aiohttp would serialize them (UTF-8)."""
     lines = [f"HTTP/{version[0]}.{version[1]} {status} {reason}"]
     for name, value in headers.items():
-        if "\r" in value or "\n" in value or "\r" in name or "\n" in name:
-            raise ValueError(f"line break in response header {name!r}")
+        if _CONTROL.search(name) or _CONTROL.search(value):
+            raise ValueError(f"control character in response header {name!r}")
         lines.append(f"{name}: {value}")
-    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode()
 
 
 class AudioResponse(web.StreamResponse):
@@ -69,6 +74,12 @@ class AudioResponse(web.StreamResponse):
     @property
     def head_sent(self) -> bool:
         return self._head is None and self._writer is not None
+
+    @property
+    def congested(self) -> bool:
+        """More than ``CONGESTED_ABOVE_BYTES`` wait in the transport: a slow client."""
+        transport = self._writer.transport if self._writer is not None else None
+        return transport is not None and transport.get_write_buffer_size() > CONGESTED_ABOVE_BYTES
 
     def send_now(self, data: bytes | memoryview) -> bool:
         """Write ``data`` (with the head, the first time) to the client at once. False if the

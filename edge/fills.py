@@ -25,6 +25,7 @@ import sys
 from collections.abc import AsyncGenerator, Callable
 from contextlib import aclosing
 from dataclasses import dataclass
+from typing import Protocol
 
 from cachetools import TTLCache
 
@@ -63,33 +64,69 @@ class WaitOutcome(enum.Enum):
     GONE = "gone"  # the waiter's client went away first
 
 
-# Writes bytes to a client at once (synchronously); False when the client has gone.
-Sink = Callable[[memoryview], bool]
+class ClientGone(Exception):
+    """The client left while a fill was writing to it; nothing more can be sent."""
+
+
+class Client(Protocol):
+    """A reader's connection, which a fill can write to itself (an ``AudioResponse``)."""
+
+    def send_now(self, data: memoryview) -> bool:
+        """Write ``data`` at once, synchronously; False when the client has gone."""
+        ...
+
+    @property
+    def congested(self) -> bool:
+        """Too much already waits to be sent: write no more without flow control."""
+        ...
+
+
+@dataclass(slots=True)
+class Pushed:
+    """How far a push got: at its stop when complete; short of it when the client went away,
+    the fill failed (``error``) or the client got congested (the rest is the reader's to read,
+    with flow control)."""
+
+    position: int
+    gone: bool = False
+    error: EncoreError | None = None
 
 
 class _Push:
     """A reader that the fill writes to itself (see :meth:`SliceFill.push`)."""
 
-    __slots__ = ("done", "expired", "fresh", "gone", "position", "sink", "stop", "timer")
+    __slots__ = (
+        "client",
+        "congested",
+        "done",
+        "expired",
+        "fresh",
+        "gone",
+        "position",
+        "stop",
+        "timer",
+    )
 
-    def __init__(self, sink: Sink, start: int, stop: int) -> None:
-        self.sink = sink
+    def __init__(self, client: Client, start: int, stop: int) -> None:
+        self.client = client
         self.position = start
         self.stop = stop
         self.fresh = True  # nothing written to it yet
         self.gone = False  # the client went away
+        self.congested = False  # handed back to the reader for flow control
         self.expired = False  # no byte arrived within the wait bound
         self.done: asyncio.Future[None] | None = None
         self.timer: asyncio.TimerHandle | None = None
 
     def advance(self, view: memoryview, filled: int) -> bool:
-        """Write what has arrived and this reader still needs; True once it needs no more."""
-        if self.gone:
+        """Write what has arrived and this reader still needs; True once the fill is to write
+        no more to it (all written, the client gone or congested)."""
+        if self.gone or self.congested:
             return True
         end = min(filled, self.stop)
         if end > self.position:
             try:
-                written = self.sink(view[self.position : end])
+                written = self.client.send_now(view[self.position : end])
             except Exception:  # one reader's failure must not fail the fill for the others
                 log.exception("writing fetched bytes to a client failed")
                 written = False
@@ -98,6 +135,9 @@ class _Push:
                 return True
             self.position = end
             self.fresh = False
+            if self.position < self.stop and self.client.congested:
+                self.congested = True
+                return True
         return self.position >= self.stop
 
     def finish(self) -> None:
@@ -165,20 +205,18 @@ class SliceFill:
             push.finish()
         self._wake()
 
-    async def push(self, sink: Sink, start: int, stop: int, wait_s: float) -> bool:
-        """Have the fill itself write ``buffer[start:stop]`` to ``sink``, each chunk the moment it
-        lands. A crowd's readers then get the origin's first bytes in one pass over them, with
-        no task to wake per reader and chunk: that pass is what a crowd's TTFB is made of.
-
-        True once every byte is written, False if the client went away; raises the fill's
-        error, or ``fill_wait_timeout`` if no byte arrives for ``wait_s``."""
-        push = _Push(sink, start, stop)
-        if push.advance(memoryview(self.buffer), self.filled):
-            return not push.gone
-        if self.error is None:
+    async def push(self, client: Client, start: int, stop: int, wait_s: float) -> Pushed:
+        """Have the fill itself write ``buffer[start:stop]`` to ``client``, each chunk the moment
+        it lands. A crowd's readers then get the origin's first bytes in one pass over them,
+        with no task to wake per reader and chunk: that pass is what a crowd's TTFB is made of.
+        A congested client is handed back (``Pushed`` short of ``stop``, no error) so the
+        reader goes on with flow control. The error is the fill's, or ``fill_wait_timeout``
+        when the fill makes no progress for ``wait_s``."""
+        push = _Push(client, start, stop)
+        if not push.advance(memoryview(self.buffer), self.filled) and self.error is None:
             loop = asyncio.get_running_loop()
             push.done = loop.create_future()
-            push.timer = loop.call_later(wait_s, self._check_progress, push, wait_s, start)
+            push.timer = loop.call_later(wait_s, self._check_progress, push, wait_s, self.filled)
             self._pushes.append(push)
             try:
                 await push.done
@@ -186,26 +224,25 @@ class SliceFill:
                 push.timer.cancel()
                 if push in self._pushes:  # the caller was cancelled
                     self._pushes.remove(push)
-        if push.gone:
-            return False
-        if push.position >= push.stop:
-            return True
-        if push.expired:
-            raise _wait_timeout(wait_s)
-        assert self.error is not None  # the only other way a push ends early
-        raise self.error.with_traceback(None)  # one error object, many readers
+        pushed = Pushed(push.position, gone=push.gone)
+        if push.position < push.stop and not push.gone and not push.congested:
+            # One error object, many readers: no traceback piles up on it.
+            pushed.error = _wait_timeout(wait_s) if push.expired else self.error
+            assert pushed.error is not None  # the only other ways a push ends early
+        return pushed
 
     def _check_progress(self, push: _Push, wait_s: float, seen: int) -> None:
-        """The push's wait bound: it expires after ``wait_s`` without a byte."""
+        """The push's wait bound: it expires when the fill gets no byte for ``wait_s`` (bytes
+        before the reader's own range count: they are the way to it)."""
         if push.done is None or push.done.done():
             return
-        if push.position == seen:
+        if self.filled == seen:
             push.expired = True
             self._pushes.remove(push)
             push.finish()
             return
         loop = asyncio.get_running_loop()
-        push.timer = loop.call_later(wait_s, self._check_progress, push, wait_s, push.position)
+        push.timer = loop.call_later(wait_s, self._check_progress, push, wait_s, self.filled)
 
     def _wake(self) -> None:
         waiting, self._waiting = self._waiting, []

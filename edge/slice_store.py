@@ -25,10 +25,11 @@ from edge import metrics
 from edge.disk_tier import DiskTier
 from edge.errors import EncoreError, Unavailable
 from edge.fills import (
+    Client,
+    ClientGone,
     FillBoard,
     FillKind,
     Run,
-    Sink,
     SliceFill,
     SliceKey,
     StoredObject,
@@ -94,10 +95,6 @@ class ReadPlan:
         if len(self.held) + len(self.on_disk) < self.needed:
             return Tier.ORIGIN
         return Tier.DISK if self.on_disk else Tier.MEMORY
-
-
-class ClientGone(Exception):
-    """The client left while the fill was writing to it; nothing more can be sent."""
 
 
 class _Wait:
@@ -167,11 +164,13 @@ class SliceStore:
         return data
 
     async def read(
-        self, plan: ReadPlan, wanted: ByteRange, sink: Sink | None = None
+        self, plan: ReadPlan, wanted: ByteRange, client: Client | None = None
     ) -> AsyncGenerator[memoryview, None]:
-        """Yield exactly the bytes of ``wanted``, in order. With a ``sink``, the bytes of slices
-        being fetched are not yielded: the fill writes them to the sink itself as they land
-        (the caller must have written every byte yielded before asking for more)."""
+        """Yield exactly the bytes of ``wanted``, in order. With a ``client``, the bytes of
+        slices being fetched are written to it by their fill as they land, and not yielded,
+        unless the client is congested: then they are yielded for the caller to write with
+        flow control. The caller must have written every byte yielded before asking for more.
+        :class:`ClientGone` when the client leaves while its fill writes to it."""
         size, key = self.slice_bytes, plan.obj.key
         index, last = wanted.start // size, wanted.end // size
         run: Run | None = None  # the run whose slices this request is reading
@@ -198,12 +197,9 @@ class SliceStore:
                         run.interest -= 1
                     run = fill.run
                     run.interest += 1
-                if sink is not None:
-                    await self._push(fill, lo, hi, joined, sink)
-                else:
-                    async with aclosing(self._follow(fill, lo, hi, joined)) as chunks:
-                        async for chunk in chunks:
-                            yield chunk
+                async with aclosing(self._from_fill(fill, lo, hi, joined, client)) as chunks:
+                    async for chunk in chunks:
+                        yield chunk
                 if plan.keep_fetched:
                     plan.following[index] = fill  # another range may need this slice again
                 index += 1
@@ -267,25 +263,27 @@ class SliceStore:
             and key not in self.memory
         )
 
-    async def _follow(
-        self, fill: SliceFill, lo: int, hi: int, joined: bool
+    async def _from_fill(
+        self, fill: SliceFill, lo: int, hi: int, joined: bool, client: Client | None
     ) -> AsyncGenerator[memoryview, None]:
-        """Read ``fill[lo:hi]`` as it arrives (``joined``: someone else started the fill)."""
+        """``fill[lo:hi]`` as it arrives (``joined``: someone else started the fill): written to
+        ``client`` by the fill while the client keeps up, yielded for the rest."""
+        stop = min(hi, len(fill.buffer))
         with self._reading(fill, joined) as wait:
-            async with aclosing(fill.read(lo, min(hi, len(fill.buffer)), self._wait_s)) as chunks:
-                async for chunk in chunks:
-                    metrics.response_bytes(Tier.ORIGIN.label).inc(len(chunk))
-                    yield chunk
+            if client is not None and not client.congested:
+                pushed = await fill.push(client, lo, stop, self._wait_s)
+                metrics.response_bytes(Tier.ORIGIN.label).inc(pushed.position - lo)
+                if pushed.gone:
+                    raise ClientGone("the client went away while its bytes were being fetched")
+                if pushed.error is not None:
+                    raise pushed.error.with_traceback(None)  # one error object, many readers
+                lo = pushed.position
+            if lo < stop:
+                async with aclosing(fill.read(lo, stop, self._wait_s)) as chunks:
+                    async for chunk in chunks:
+                        metrics.response_bytes(Tier.ORIGIN.label).inc(len(chunk))
+                        yield chunk
             wait.outcome = WaitOutcome.DONE
-
-    async def _push(self, fill: SliceFill, lo: int, hi: int, joined: bool, sink: Sink) -> None:
-        """Have the fill write ``fill[lo:hi]`` to ``sink``; :class:`ClientGone` if it left."""
-        with self._reading(fill, joined) as wait:
-            stop = min(hi, len(fill.buffer))
-            if not await fill.push(sink, lo, stop, self._wait_s):
-                raise ClientGone("the client went away while its bytes were being fetched")
-            wait.outcome = WaitOutcome.DONE
-        metrics.response_bytes(Tier.ORIGIN.label).inc(stop - lo)
 
     @contextmanager
     def _reading(self, fill: SliceFill, joined: bool) -> Iterator[_Wait]:

@@ -13,6 +13,7 @@ from edge import metrics, preconditions
 from edge.access import Access
 from edge.audio_response import AudioResponse
 from edge.errors import BadRequest, EncoreError, NotFound, StreamAborted
+from edge.fills import ClientGone
 from edge.licensing import LicenceGate
 from edge.manifests import ManifestStore
 from edge.multipart import ByteRangesBody
@@ -20,7 +21,7 @@ from edge.preconditions import Outcome, http_date
 from edge.prefetch import Prefetcher, PrefetchReason
 from edge.ranges import ByteRange, parse_range
 from edge.settings import Settings
-from edge.slice_store import ClientGone, ReadPlan, SliceStore, StoredObject
+from edge.slice_store import ReadPlan, SliceStore, StoredObject
 from edge.warming import same_bitrate, warm_track
 from origin import layout
 from origin.manifest import Manifest, Rendition
@@ -125,7 +126,7 @@ async def get_rendition(request: web.Request) -> web.StreamResponse:
     body: AsyncGenerator[bytes | memoryview, None]
     if multipart is None:
         # Slices being fetched are written to the client by their fill, as the bytes land.
-        body = store.read(plan, parts[0], sink=response.send_now)
+        body = store.read(plan, parts[0], client=response)
     else:
         body = _multipart_body(store, plan, parts, multipart.part_heads, multipart.tail)
     try:
@@ -249,21 +250,29 @@ async def _send_body(
 ) -> None:
     """Write ``body``. A failure before the first byte is raised, for a JSON error response;
     after it, the connection is cut: the client must see a failed transfer, never a short
-    body passed off as complete."""
+    body passed off as complete (nor a second response inside the first)."""
     try:
         async for chunk in body:
             await response.write(chunk)
-    except EncoreError as exc:
+    except (ClientGone, ConnectionResetError) as exc:
+        _cut(request)  # the client left; nobody to tell
+        raise StreamAborted(response) from exc
+    except Exception as exc:
         if not response.head_sent:
             raise
-        log.warning("aborting %s mid-body: %s (%s)", request.path, exc.message, exc.code)
-        if request.transport is not None:
-            request.transport.abort()
+        if isinstance(exc, EncoreError):
+            log.warning("aborting %s mid-body: %s (%s)", request.path, exc.message, exc.code)
+        else:
+            log.exception("aborting %s mid-body", request.path)
+        _cut(request)
         raise StreamAborted(response) from exc
-    except (ClientGone, ConnectionResetError) as exc:
-        raise StreamAborted(response) from exc  # the client left; nobody to tell
     finally:
         await body.aclose()
+
+
+def _cut(request: web.Request) -> None:
+    if request.transport is not None:
+        request.transport.abort()
 
 
 async def options(request: web.Request) -> web.Response:
