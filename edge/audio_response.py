@@ -116,20 +116,21 @@ class AudioResponse(web.StreamResponse):
             return
         if not self.send_now(memoryview(data)):
             raise ConnectionResetError("the client went away")
-        writer = self._writer
-        assert writer is not None
-        if writer.buffer_size > DRAIN_ABOVE_BYTES:  # as aiohttp's write(): a slow client
-            writer.buffer_size = 0  # catches up before more is queued
-            await writer.drain()
+        await self._catch_up()
 
     async def write_eof(self, data: bytes = b"") -> None:
-        writer = self._writer
-        if self._head is not None and writer is not None:
+        if self._head is not None and self._writer is not None:
             self.send_now(data)  # an empty body: the head goes alone
             data = b""
+        # Bytes a fill wrote may still be queued: the connection takes no next request before
+        # a slow client has caught up (aiohttp's write_eof() would not wait).
+        await self._catch_up()
+        await super().write_eof(data)
+
+    async def _catch_up(self) -> None:
+        """As aiohttp's write(): past ``DRAIN_ABOVE_BYTES`` sent since the last wait, wait for
+        a slow client to catch up before more is queued."""
+        writer = self._writer
         if writer is not None and writer.buffer_size > DRAIN_ABOVE_BYTES:
-            # Bytes a fill wrote are still queued: the connection takes no next request
-            # before a slow client has caught up (aiohttp's write_eof() would not wait).
             writer.buffer_size = 0
             await writer.drain()
-        await super().write_eof(data)

@@ -45,22 +45,9 @@ async def settle_heap(app: web.Application) -> None:
     gc.set_threshold(GC_GEN0_THRESHOLD, gen1, gen2)
 
 
-def serving_app(
-    settings: Settings,
-    *,
-    worker: int = 0,
-    workers: int = 1,
-    control_dir: Path | None = None,
-    config_path: Path | None = None,
-) -> web.Application:
-    """The app as a serving process runs it (the tests build theirs with ``create_app``)."""
-    app = create_app(
-        settings,
-        worker=worker,
-        workers=workers,
-        control_dir=control_dir,
-        config_path=config_path,
-    )
+def for_serving(app: web.Application) -> web.Application:
+    """``app`` as a serving process runs it, with its heap settled once started (the tests
+    serve ``create_app`` as it is)."""
     app.on_startup.append(settle_heap)
     return app
 
@@ -89,7 +76,7 @@ def serve(settings: Settings, *, print_urls: bool = True, config_path: Path | No
         return
     ignore_reload_signal()
     web.run_app(
-        serving_app(settings, config_path=config_path),
+        for_serving(create_app(settings, config_path=config_path)),
         host=settings.server.host,
         port=settings.server.port,
         print=print if print_urls else None,

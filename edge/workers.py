@@ -56,22 +56,25 @@ def _worker_main(
     ignore_reload_signal()
     from aiohttp import web  # noqa: PLC0415 - a fresh process
 
+    from edge.app import create_app  # noqa: PLC0415
     from edge.http_limits import http_limits  # noqa: PLC0415
     from edge.server import (  # noqa: PLC0415
         access_logging,
         configure_logging,
+        for_serving,
         new_event_loop,
-        serving_app,
     )
 
     configure_logging()
     web.run_app(
-        serving_app(
-            settings,
-            worker=index,
-            workers=count,
-            control_dir=control_dir,
-            config_path=config_path,
+        for_serving(
+            create_app(
+                settings,
+                worker=index,
+                workers=count,
+                control_dir=control_dir,
+                config_path=config_path,
+            )
         ),
         host=settings.server.host,
         port=settings.server.port,

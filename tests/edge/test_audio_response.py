@@ -100,14 +100,17 @@ async def port() -> AsyncIterator[int]:
     for path, handler in routes.items():
         app.router.add_get(path, handler)
     app.on_response_prepare.append(_signal)
+    runner, port = await _start(app)
+    yield port
+    await runner.cleanup()
+
+
+async def _start(app: web.Application) -> tuple[web.AppRunner, int]:
+    """``app`` served on a free loopback port: (its runner, the port)."""
     runner = web.AppRunner(app)
     await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    server = site._server
-    assert isinstance(server, asyncio.Server)
-    yield server.sockets[0].getsockname()[1]
-    await runner.cleanup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    return runner, runner.addresses[0][1]
 
 
 async def _exchange(port: int, paths: list[str], version: str = "1.1") -> list[bytes]:
@@ -177,13 +180,7 @@ def test_header_values_with_line_breaks_are_refused() -> None:
 async def _serve_one(handler: Handler) -> tuple[web.AppRunner, int]:
     app = web.Application(middlewares=MIDDLEWARES)
     app.router.add_get("/", handler)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    server = site._server
-    assert isinstance(server, asyncio.Server)
-    return runner, server.sockets[0].getsockname()[1]
+    return await _start(app)
 
 
 async def test_any_failure_after_the_first_byte_cuts_the_connection() -> None:
