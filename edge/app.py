@@ -33,6 +33,8 @@ READY = web.AppKey("ready", list[bool])  # a one-element box: flipped by startup
 WORKER = web.AppKey("worker", tuple[int, int])  # (this worker's index, how many there are)
 CONTROL_DIR = web.AppKey("control_dir", tuple[Path | None])
 MAX_BODY_BYTES = 4096  # the public API takes no request bodies
+# At shutdown, how long slices already fetched may take to reach the disk tier.
+DISK_WRITES_DRAIN_S = 5.0
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -119,7 +121,7 @@ async def _origin_ctx(app: web.Application) -> AsyncIterator[None]:
         if rebuild is not None:
             rebuild.cancel()
             await asyncio.gather(rebuild, return_exceptions=True)
-        await store.drain()
+        await store.drain(DISK_WRITES_DRAIN_S)
 
 
 def _origin_guard(settings: Settings, origin: Origin) -> OriginGuard:

@@ -336,7 +336,7 @@ class FillBoard:
         """Fetch slices ``first..last`` of ``obj``, none of which may be in flight already.
         Slices from ``ahead_from`` on are look-ahead riding on a demand fetch: prefetched."""
         if obj.key in self._missing:
-            raise _object_not_found(obj.key)
+            raise _object_not_found()
         run = Run(obj)
         size = self._slice_bytes
         for index in range(first, last + 1):
@@ -402,14 +402,18 @@ class FillBoard:
                                 return  # everyone who wanted the rest left: stop here
         except EncoreError as exc:
             error = exc
-            if isinstance(exc, NotFound) and self._negative_ttl_s > 0:
-                self._missing[obj.key] = True
+            if isinstance(exc, NotFound):
+                # A manifest names an object the bucket lacks: the operator's to fix. Logged
+                # once per negative TTL, as the object is then remembered as missing.
+                log.warning("the origin lacks %s, which a manifest names", obj.key)
+                if self._negative_ttl_s > 0:
+                    self._missing[obj.key] = True
         except asyncio.CancelledError:
             error = Unavailable("the edge is shutting down", code="shutting_down", retry_after_s=1)
             raise
         except Exception as exc:  # a bug must not leave readers waiting forever
             log.exception("slice fetch for %s failed", obj.key)
-            error = OriginUnavailable(f"internal error fetching from the origin: {exc!r}")
+            error = OriginUnavailable("internal error fetching from the origin")
         finally:
             for fill in fills[done:]:
                 self._fills.pop((obj.key, fill.index), None)
@@ -433,5 +437,6 @@ class FillBoard:
         await asyncio.gather(*tasks, return_exceptions=True)
 
 
-def _object_not_found(key: str) -> NotFound:
-    return NotFound(f"{key} is not in the origin bucket", code="origin_not_found")
+def _object_not_found() -> NotFound:
+    """The client sees the code, never the bucket key (which is logged when first missed)."""
+    return NotFound("this rendition's audio is missing at the origin", code="origin_not_found")

@@ -116,7 +116,9 @@ class ManifestStore:
         return task
 
     def _finished(self, track_id: str, task: asyncio.Task[LoadedManifest]) -> None:
-        self._in_flight.pop(track_id, None)
+        # A purge during this load dropped its entry, and a newer load may hold the slot now.
+        if self._in_flight.get(track_id) is task:
+            del self._in_flight[track_id]
         if not task.cancelled():
             task.exception()  # retrieved here, so a load whose waiters all left logs nothing
 

@@ -1,11 +1,14 @@
 """The edge's view of the origin bucket: bounded reads and verified range streams.
 
 Every failure leaves here as an :mod:`edge.errors` error, so handlers never see botocore.
+Their messages reach clients, so they never name a bucket key: the key goes to the log, once
+per failed origin request (a missing object at DEBUG: an unknown track id is a client's doing).
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 from collections.abc import AsyncGenerator, Iterator
 from contextlib import contextmanager
@@ -18,6 +21,8 @@ from edge import metrics
 from edge.errors import BadOriginData, EncoreError, NotFound, OriginTimeout, OriginUnavailable
 from origin.s3 import http_status
 
+log = logging.getLogger(__name__)
+
 CHUNK_BYTES = 64 * 1024
 _CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+)")
 _NOT_FOUND = {"NoSuchKey", "404", "NotFound"}
@@ -27,14 +32,14 @@ _CUT_SHORT = (aiohttp.ClientPayloadError, boto.IncompleteReadError, boto.Respons
 _TRANSPORT = (boto.BotoCoreError, aiohttp.ClientError, OSError)
 
 
-def _translate(exc: BaseException, key: str) -> EncoreError:
+def _translate(exc: BaseException) -> EncoreError:
     """Map a client-library failure to the error a player sees (404, 502 or 504)."""
     if isinstance(exc, boto.ClientError):
         error = exc.response.get("Error", {})
         code = str(error.get("Code", ""))
         status = http_status(exc) or 0
         if code in _NOT_FOUND or (status == 404 and code != "NoSuchBucket"):
-            return NotFound(f"{key} is not in the origin bucket", code="origin_not_found")
+            return NotFound("the object is not in the origin bucket", code="origin_not_found")
         # 5xx and throttling are the origin's trouble and pass; other 4xx are ours to fix.
         transient = status >= 500 or status == 429 or code in {"SlowDown", "RequestTimeout"}
         return OriginUnavailable(
@@ -42,7 +47,7 @@ def _translate(exc: BaseException, key: str) -> EncoreError:
         )
     if isinstance(exc, _CUT_SHORT):
         return BadOriginData(
-            f"origin body for {key} ended early", code="origin_truncated", retryable=True
+            "the origin's body ended early", code="origin_truncated", retryable=True
         )
     if isinstance(exc, _TIMEOUTS):
         return OriginTimeout("origin did not answer in time")
@@ -73,14 +78,21 @@ def _origin_call(operation: str, key: str) -> Iterator[None]:
         outcome = "ok"
     except EncoreError as exc:
         outcome = _outcome(exc)
+        _log_failure(operation, key, exc)
         raise
     except Exception as exc:
         outcome = "error"  # stands if _translate re-raises an exception it does not know
-        error = _translate(exc, key)
+        error = _translate(exc)
         outcome = _outcome(error)
+        _log_failure(operation, key, error)
         raise error from exc
     finally:
         metrics.ORIGIN_REQUESTS.labels(operation, outcome).inc()
+
+
+def _log_failure(operation: str, key: str, error: EncoreError) -> None:
+    level = logging.DEBUG if isinstance(error, NotFound) else logging.WARNING
+    log.log(level, "origin %s of %s failed: %s (%s)", operation, key, error.message, error.code)
 
 
 class Origin:
@@ -100,7 +112,7 @@ class Origin:
             response = await self._client.get_object(Bucket=self._bucket, Key=key)
             async with response["Body"] as body:
                 if int(response.get("ContentLength", 0)) > limit:
-                    raise BadOriginData(f"{key} is larger than {limit} bytes")
+                    raise BadOriginData(f"the origin object is larger than {limit} bytes")
                 data: bytes = await body.read()
         metrics.ORIGIN_BYTES.inc(len(data))
         return data
@@ -121,12 +133,12 @@ class Origin:
             )
             async with response["Body"] as body:
                 # rclone answers 200 with a correct Content-Range; trust the header, not the status.
-                _check_content_range(response, key, start, end, total)
+                _check_content_range(response, start, end, total)
                 while received < expected:
                     chunk: bytes = await body.read(min(CHUNK_BYTES, expected - received))
                     if not chunk:
                         raise BadOriginData(
-                            f"origin body for {key} ended after {received} of {expected} bytes",
+                            f"the origin's body ended after {received} of {expected} bytes",
                             code="origin_truncated",
                             retryable=True,
                         )
@@ -135,25 +147,23 @@ class Origin:
                     yield chunk
                 if await body.read(1):
                     raise BadOriginData(
-                        f"origin body for {key} is longer than {expected} bytes",
+                        f"the origin's body is longer than {expected} bytes",
                         code="origin_overlong",
                     )
 
 
-def _check_content_range(
-    response: dict[str, Any], key: str, start: int, end: int, total: int
-) -> None:
+def _check_content_range(response: dict[str, Any], start: int, end: int, total: int) -> None:
     content_range = response.get("ContentRange")
     if content_range is None:
         # A server that ignores Range sends the whole object: fine only if that is what we asked.
         length = int(response.get("ContentLength", -1))
         if start == 0 and end == total - 1 and length == total:
             return
-        raise BadOriginData(f"origin ignored the range request for {key}")
+        raise BadOriginData("the origin ignored the range request")
     match = _CONTENT_RANGE.fullmatch(content_range)
     if match is None or tuple(map(int, match.groups())) != (start, end, total):
         raise BadOriginData(
-            f"origin sent Content-Range {content_range!r} for {key}, "
+            f"the origin sent Content-Range {content_range[:64]!r}, "
             f"expected bytes {start}-{end}/{total}",
             code="origin_object_mismatch",
         )

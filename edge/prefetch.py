@@ -60,6 +60,11 @@ class Prefetcher:
     def paused(self) -> bool:
         return self._store.guard.breaker.troubled
 
+    async def idle(self) -> None:
+        """Wait until every job queued so far, and any queued while waiting, has run (a drain
+        hook: tests check what prefetch did, not what it did by some time)."""
+        await self._queue.join()
+
     def submit(self, job: Job) -> bool:
         """Queue ``job`` if prefetch runs and there is room; never blocks."""
         if self.paused:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import logging
 from collections.abc import AsyncGenerator, Iterator, Mapping, Sequence
 from contextlib import aclosing, contextmanager
 
@@ -38,6 +39,8 @@ from edge.fills import (
 from edge.memory_tier import MemoryTier
 from edge.origin_guard import OriginGuard
 from edge.ranges import ByteRange
+
+log = logging.getLogger(__name__)
 
 MAX_PENDING_DISK_WRITES = 64  # beyond this, freshly fetched slices are not written to disk
 WAIT_MARGIN_S = 1.0  # a waiter outlasts the fetch's own deadline by this much
@@ -383,8 +386,31 @@ class SliceStore:
             # Another worker stored it first: both fetched it from the origin.
             metrics.ORIGIN_DUPLICATE_FETCHES.inc()
 
-    async def drain(self) -> None:
-        """Stop fetches and wait for background disk writes (at shutdown)."""
+    @property
+    def pending_disk_writes(self) -> int:
+        return len(self._disk_writes)
+
+    async def disk_writes_done(self, timeout_s: float | None = None) -> bool:
+        """Wait until every background disk write started so far, and any started while
+        waiting, has ended; False if ``timeout_s`` ran out first."""
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout_s is None else loop.time() + timeout_s
+        while self._disk_writes:
+            left = None if deadline is None else deadline - loop.time()
+            if left is not None and left <= 0:
+                return False
+            await asyncio.wait(set(self._disk_writes), timeout=left)
+        return True
+
+    async def drain(self, disk_timeout_s: float) -> None:
+        """At shutdown: stop fetches, then give the background disk writes of the slices
+        already fetched up to ``disk_timeout_s`` to land, so a restart finds them on disk."""
         await self.fills.drain()
-        if self._disk_writes:
-            await asyncio.gather(*self._disk_writes, return_exceptions=True)
+        pending = self.pending_disk_writes
+        if not await self.disk_writes_done(disk_timeout_s):
+            log.warning(
+                "shutting down with %d of %d slice writes unfinished after %g s",
+                self.pending_disk_writes,
+                pending,
+                disk_timeout_s,
+            )
