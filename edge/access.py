@@ -31,9 +31,7 @@ class Access:
                 cidr_regions=edge.client_region_cidrs,
                 default=edge.region,
             ),
-            signatures=SignatureCheck(
-                auth.signing_keys, clock_skew_s=auth.clock_skew_s, bind_region=auth.bind_region
-            ),
+            signatures=SignatureCheck(auth),
             licences=LicenceGate(
                 {edge.region, *edge.client_region_cidrs.values(), *edge.metric_regions}
             ),

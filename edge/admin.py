@@ -1,7 +1,8 @@
 """The admin listener: ``admin.host:admin.port`` (loopback by default), never the public port.
 
 Off unless ``admin.token`` is set; every request needs ``Authorization: Bearer <token>``,
-compared in constant time. With several workers each binds the port (SO_REUSEPORT) and one
+compared in constant time, and a peer that keeps sending wrong ones is made to wait
+(``edge.admin_auth``). With several workers each binds the port (SO_REUSEPORT) and one
 of them takes each request.
 
 ``POST /admin/purge`` with ``{"tracks": [ids]}`` drops the tracks' manifests and slices from
@@ -19,17 +20,16 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import hmac
 import json
 from collections.abc import AsyncGenerator, Callable
 from typing import Any
 
 from aiohttp import web
-from aiohttp.typedefs import Handler, Middleware
 
 from edge import metrics
-from edge.errors import BadRequest, EncoreError, json_error
-from edge.http_limits import http_limits
+from edge.admin_auth import FailureBackoff, require_token
+from edge.errors import BadRequest, EncoreError
+from edge.http_server import EdgeRunner, add_server_header
 from edge.middleware import MIDDLEWARES
 from edge.peers import ControlHandler, ask_peers
 from edge.prefetch import PrefetchReason
@@ -50,24 +50,6 @@ DEFAULT_WARM_SLICES = 4
 ADMIN_WORKER = web.AppKey("admin_worker", WorkerContext)
 
 
-def _bearer(token: str) -> Middleware:
-    expected = f"Bearer {token}".encode()
-
-    @web.middleware
-    async def require_token(request: web.Request, handler: Handler) -> web.StreamResponse:
-        given = request.headers.get("Authorization", "").encode("utf-8", "surrogateescape")
-        if not hmac.compare_digest(given, expected):
-            return json_error(
-                401,
-                "unauthorized",
-                "this needs the admin token: Authorization: Bearer <admin.token>",
-                {"WWW-Authenticate": 'Bearer realm="encore-admin"'},
-            )
-        return await handler(request)
-
-    return require_token
-
-
 async def _json_object(request: web.Request) -> dict[str, Any]:
     if request.content_type != "application/json":
         raise BadRequest("send a JSON body with Content-Type: application/json", code="bad_body")
@@ -82,6 +64,8 @@ async def _json_object(request: web.Request) -> dict[str, Any]:
         body = json.loads(raw)
     except (ValueError, UnicodeDecodeError):
         raise BadRequest("the body is not valid JSON", code="bad_body") from None
+    except RecursionError:  # a body nested thousands deep: no real request looks like that
+        raise BadRequest("the body is nested too deeply", code="bad_body") from None
     if not isinstance(body, dict):
         raise BadRequest("the body must be a JSON object", code="bad_body")
     return body
@@ -240,10 +224,11 @@ CONTROL_COMMANDS: dict[str, ControlHandler] = {"purge": _purge_command, "stats":
 
 def create_admin_app(worker: WorkerContext) -> web.Application:
     admin = web.Application(
-        middlewares=[*MIDDLEWARES, _bearer(worker.settings.admin.token)],
+        middlewares=[*MIDDLEWARES, require_token(worker.settings.admin.token, FailureBackoff())],
         client_max_size=MAX_BODY_BYTES,
     )
     admin[ADMIN_WORKER] = worker
+    admin.on_response_prepare.append(add_server_header)
     admin.router.add_post("/admin/warm", warm, name="admin_warm")
     admin.router.add_post("/admin/purge", purge, name="admin_purge")
     admin.router.add_get("/admin/stats", stats, name="admin_stats")
@@ -256,7 +241,7 @@ async def serve_admin(worker: WorkerContext) -> AsyncGenerator[None, None]:
     if not settings.admin.token:
         yield
         return
-    runner = web.AppRunner(create_admin_app(worker), **http_limits(settings))
+    runner = EdgeRunner(create_admin_app(worker), settings)
     await runner.setup()
     site = web.TCPSite(
         runner, settings.admin.host, settings.admin.port, reuse_port=worker.count > 1 or None

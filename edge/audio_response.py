@@ -27,6 +27,8 @@ from aiohttp.abc import AbstractStreamWriter
 from aiohttp.web_request import BaseRequest
 from multidict import istr
 
+from edge.http_server import MAX_WRITE_BYTES
+
 DRAIN_ABOVE_BYTES = 64 * 1024  # aiohttp's own threshold for waiting on a slow client
 # Unsent bytes past which a fill stops writing to this client itself and the handler goes on
 # with flow control (about one slice; each reader of a crowd may hold this much in memory).
@@ -111,10 +113,18 @@ class AudioResponse(web.StreamResponse):
         return True
 
     async def write(self, data: bytes | bytearray | memoryview) -> None:
-        if self._head is None:
-            await super().write(data)
+        view = memoryview(data)
+        if len(view) > MAX_WRITE_BYTES:  # a large slice: bound what one connection queues
+            for start in range(0, len(view), MAX_WRITE_BYTES):
+                await self._write_one(view[start : start + MAX_WRITE_BYTES])
             return
-        if not self.send_now(memoryview(data)):
+        await self._write_one(view)
+
+    async def _write_one(self, data: memoryview) -> None:
+        if self._head is None:
+            await super().write(data)  # waits for a slow client past its queue bound
+            return
+        if not self.send_now(data):
             raise ConnectionResetError("the client went away")
         await self._catch_up()
 

@@ -111,11 +111,14 @@ class StreamAborted(Exception):
 
     Carries the response that was on the wire, so the outermost middleware can count it and hand
     it back to aiohttp, which then finds the connection closed and finishes quietly.
+    ``client_left``: the client went away (or stopped reading), which is normal; otherwise the
+    edge cut the body because it could not complete it.
     """
 
-    def __init__(self, response: web.StreamResponse) -> None:
+    def __init__(self, response: web.StreamResponse, *, client_left: bool) -> None:
         super().__init__("response aborted mid-body")
         self.response = response
+        self.client_left = client_left
 
 
 _STATUS: dict[type[EncoreError], int] = {

@@ -411,7 +411,7 @@ class FillBoard:
         except asyncio.CancelledError:
             error = Unavailable("the edge is shutting down", code="shutting_down", retry_after_s=1)
             raise
-        except Exception as exc:  # a bug must not leave readers waiting forever
+        except Exception:  # a bug must not leave readers waiting forever
             log.exception("slice fetch for %s failed", obj.key)
             error = OriginUnavailable("internal error fetching from the origin")
         finally:

@@ -1,8 +1,10 @@
 """Rotating signing keys without a restart: on SIGHUP each worker reads its config file again
-and takes the new ``[auth]`` section (keys, clock skew, region binding). Nothing else changes
-on a reload; other settings need a restart. A config that no longer loads is logged and
-ignored, so a typo during a rotation never locks players out. The supervisor passes SIGHUP on
-to its workers.
+and takes the new ``[auth]`` section (keys, clock skew, longest lifetime, region binding).
+Nothing else changes on a reload; other settings need a restart. A config that no longer loads
+is logged and ignored, so a typo during a rotation never locks players out. Nor does a reload
+silently open the node: one that would drop the last key while signed URLs are required is
+refused (an ERROR line says why) unless the new config says ``auth.require_signatures =
+false``. The supervisor passes SIGHUP on to its workers.
 """
 
 from __future__ import annotations
@@ -32,9 +34,14 @@ def reload_signing_keys(access: Access, config_path: Path) -> None:
     except ConfigError as exc:
         log.error("SIGHUP: keeping the current signing keys; the config does not load: %s", exc)
         return
-    access.signatures.update(
-        auth.signing_keys, clock_skew_s=auth.clock_skew_s, bind_region=auth.bind_region
-    )
+    if access.signatures.required and not auth.signing_keys and auth.require_signatures is None:
+        log.error(
+            "SIGHUP: keeping the current signing keys: %s has none, which would stop requiring "
+            "signed URLs; to turn them off on purpose, set auth.require_signatures = false",
+            config_path,
+        )
+        return
+    access.signatures.update(auth)
     kids = ", ".join(sorted(auth.signing_keys)) or "none (signed URLs no longer required)"
     log.info("SIGHUP: signing keys reloaded from %s: %s", config_path, kids)
 

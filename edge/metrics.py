@@ -6,6 +6,7 @@ endpoint aggregates every worker process (prometheus-client multiprocess mode).
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import os
 from collections.abc import Callable
@@ -155,6 +156,25 @@ SIGNATURE_REJECTIONS = Counter(
     ["reason"],
 )
 PURGES = Counter("encore_purges", "Tracks purged through the admin API, on this worker.")
+ADMIN_AUTH_FAILURES = Counter(
+    "encore_admin_auth_failures",
+    "Admin API requests refused for their token, by outcome: refused (a wrong or missing "
+    "token) or backoff (refused unread while the peer waits out its failures).",
+    ["outcome"],
+)
+
+# --- clients --------------------------------------------------------------------------------
+SEND_TIMEOUTS = Counter(
+    "encore_send_timeouts",
+    "Connections cut because the client took none of the queued response bytes for "
+    "server.send_timeout_s.",
+)
+NEXT_TRACK_HINTS = Counter(
+    "encore_next_track_hints",
+    "Next-track hints (X-Encore-Next), by outcome: accepted, repeat, rate_limited, unsigned, "
+    "bad_signature, malformed, off.",
+    ["outcome"],
+)
 
 # The series of the metrics recorded on every request (or every chunk of a body).
 requests = series(REQUESTS)
@@ -163,6 +183,7 @@ ttfb = series(TTFB)
 cache_lookups = series(CACHE_LOOKUPS)
 fill_waits = series(FILL_WAITS)
 manifest_lookups = series(MANIFEST_LOOKUPS)
+next_track_hints = series(NEXT_TRACK_HINTS)
 
 
 def _registry() -> CollectorRegistry:
@@ -174,5 +195,11 @@ def _registry() -> CollectorRegistry:
 
 
 async def metrics_handler(request: web.Request) -> web.Response:
-    body = generate_latest(_registry())
+    # Rendered in a thread: with several workers it reads and merges every worker's files,
+    # which would stall the requests this worker is serving.
+    body = await asyncio.to_thread(_render)
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+def _render() -> bytes:
+    return generate_latest(_registry())

@@ -1,4 +1,5 @@
-"""Cross-cutting HTTP behaviour: JSON errors, request metrics and CORS headers."""
+"""Cross-cutting HTTP behaviour: JSON errors, request metrics, and the headers every response
+carries (CORS, ``Server``)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from aiohttp.typedefs import Handler
 
 from edge import metrics
 from edge.errors import EncoreError, StreamAborted, error_response, json_error
+from edge.http_server import REFUSAL, SERVER_HEADER
 
 log = logging.getLogger(__name__)
 
@@ -24,6 +26,12 @@ def _route(request: web.Request) -> str:
 @web.middleware
 async def handle_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Every failure becomes ``{"error", "message"}`` JSON; never a traceback in a body."""
+    refusal = request.get(REFUSAL)
+    if refusal is not None:  # refused at the protocol level (edge.http_server)
+        status, code, message = refusal
+        response = json_error(status, code, message)
+        response.force_close()
+        return response
     try:
         return await handler(request)
     except EncoreError as exc:
@@ -50,16 +58,19 @@ async def count_requests(request: web.Request, handler: Handler) -> web.StreamRe
         status = str(response.status)
         return response
     except StreamAborted as aborted:
-        status = "aborted"
+        status = "client_closed" if aborted.client_left else "aborted"
         return aborted.response
     finally:
         method = request.method if request.method in _METHODS else "other"  # bounded labels
         metrics.requests(_route(request), method, status).inc()
 
 
-async def add_cors_headers(request: web.Request, response: web.StreamResponse) -> None:
-    response.headers["Access-Control-Allow-Origin"] = "*"
-    response.headers["Access-Control-Expose-Headers"] = _EXPOSED
+async def add_public_headers(request: web.Request, response: web.StreamResponse) -> None:
+    """CORS for web players, and a ``Server`` header without versions."""
+    headers = response.headers
+    headers["Access-Control-Allow-Origin"] = "*"
+    headers["Access-Control-Expose-Headers"] = _EXPOSED
+    headers["Server"] = SERVER_HEADER
 
 
 MIDDLEWARES = [count_requests, handle_errors]

@@ -14,6 +14,8 @@ from email.utils import format_datetime, parsedate_to_datetime
 
 from edge.errors import PreconditionFailed
 
+MAX_DATE_CHARS = 64  # an IMF-fixdate is 29; anything much longer is not a date
+
 
 class Outcome(enum.Enum):
     PROCEED = "proceed"
@@ -26,9 +28,14 @@ def http_date(moment: datetime) -> str:
 
 
 def parse_http_date(value: str) -> datetime | None:
+    """The date, or None for anything that is not one: RFC 9110 says an invalid date in a
+    conditional header is ignored. (The standard library raises more than ValueError on odd
+    input, e.g. OverflowError for a day of 99999999999999999999.)"""
+    if len(value) > MAX_DATE_CHARS:
+        return None
     try:
         parsed = parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
+    except (TypeError, ValueError, IndexError, OverflowError):
         return None
     return parsed if parsed.tzinfo is not None else None
 

@@ -1,4 +1,4 @@
-"""Run an edge node: logging, the uvloop event loop, and aiohttp's server."""
+"""Run an edge node: logging, the uvloop event loop, and the listener (``edge.http_server``)."""
 
 from __future__ import annotations
 
@@ -6,28 +6,16 @@ import asyncio
 import gc
 import logging
 from pathlib import Path
-from typing import Any
 
 from aiohttp import web
 
 from edge.app import create_app
-from edge.http_limits import http_limits
+from edge.http_server import serve as serve_app
 from edge.key_reload import ignore_reload_signal
 from edge.settings import Settings
-from edge.workers import Supervisor, worker_count
+from edge.workers import DRAIN_S, Supervisor, worker_count
 
 log = logging.getLogger("edge")
-
-ACCESS_LOG_FORMAT = '%a "%r" %s %b %{Range}i %{X-Cache}o %Tf %{Content-Range}o'
-
-
-def access_logging(settings: Settings) -> dict[str, Any]:
-    """``run_app``'s access log arguments: our format, or none with ``server.access_log`` off
-    (a line per request costs a busy node about 15 µs of each request's CPU)."""
-    if settings.server.access_log:
-        return {"access_log_format": ACCESS_LOG_FORMAT}
-    return {"access_log": None}
-
 
 # The cyclic collector's young-generation threshold while serving (CPython's default is 700
 # allocations). A crowd keeps hundreds of requests alive at once: at 700 the collector runs
@@ -75,13 +63,10 @@ def serve(settings: Settings, *, print_urls: bool = True, config_path: Path | No
         Supervisor(settings, count, config_path=config_path).run(print_urls=print_urls)
         return
     ignore_reload_signal()
-    web.run_app(
+    serve_app(
         for_serving(create_app(settings, config_path=config_path)),
-        host=settings.server.host,
-        port=settings.server.port,
-        print=print if print_urls else None,
-        shutdown_timeout=10.0,
+        settings,
         loop=new_event_loop(),
-        **access_logging(settings),
-        **http_limits(settings),
+        shutdown_timeout=DRAIN_S,
+        banner="======== Running on {url} ========" if print_urls else None,
     )

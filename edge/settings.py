@@ -106,16 +106,29 @@ def _structured(value: object) -> object:
         raise ValueError(f"expected a JSON or TOML list/table, got {value!r}") from None
 
 
+_V4_MAPPED = ipaddress.IPv6Network("::ffff:0:0/96")
+
+
+def _network(cidr: str) -> str:
+    """``cidr`` as the edge matches it. An IPv4-mapped IPv6 network (``::ffff:10.0.0.0/104``)
+    becomes the IPv4 network it names (``10.0.0.0/8``): the edge sees an IPv4 client on a
+    dual-stack socket as IPv4, so the mapped form would never match."""
+    try:
+        network = ipaddress.ip_network(cidr, strict=False)
+    except ValueError:
+        raise ValueError(f"{cidr!r} is not an IP network such as 10.0.0.0/8") from None
+    if isinstance(network, ipaddress.IPv6Network) and network.subnet_of(_V4_MAPPED):
+        mapped = network.network_address.ipv4_mapped
+        assert mapped is not None  # inside ::ffff:0:0/96
+        return str(ipaddress.IPv4Network((mapped, network.prefixlen - 96)))
+    return cidr
+
+
 def _cidr_list(value: object) -> tuple[str, ...]:
     value = _structured(value)
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise ValueError(f"expected a list of CIDR strings, got {value!r}")
-    for cidr in value:
-        try:
-            ipaddress.ip_network(cidr, strict=False)
-        except ValueError:
-            raise ValueError(f"{cidr!r} is not an IP network such as 10.0.0.0/8") from None
-    return tuple(value)
+    return tuple(_network(cidr) for cidr in value)
 
 
 MIN_SECRET_CHARS = 16
@@ -144,11 +157,12 @@ def _region_table(value: object) -> Mapping[str, str]:
         raise ValueError(
             f'expected a table of CIDR -> region, such as {{"10.0.0.0/8" = "SE"}}, got {value!r}'
         )
+    table: dict[str, str] = {}
     for cidr, region in value.items():
-        _cidr_list([cidr])
         if not isinstance(region, str) or not is_region(region):
             raise ValueError(f"{cidr}: {region!r} is not an ISO 3166-1 alpha-2 code such as SE")
-    return dict(value)
+        table[_network(cidr)] = region
+    return table
 
 
 def _region_list(value: object) -> tuple[str, ...]:
@@ -166,6 +180,17 @@ def _flag(value: object) -> bool:
         return value.strip().lower() in {"true", "1"}
     if not isinstance(value, bool):
         raise ValueError(f"expected true or false, got {value!r}")
+    return value
+
+
+def _admin_token(value: object) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"expected a string, got {value!r}")
+    if value and len(value) < MIN_SECRET_CHARS:
+        raise ValueError(
+            f"the admin token is shorter than {MIN_SECRET_CHARS} characters; use a random "
+            "one, e.g. from: openssl rand -base64 32 (or leave it empty: no admin API)"
+        )
     return value
 
 
@@ -202,6 +227,8 @@ class ServerSettings:
     max_request_line_bytes: int = _setting(4096, _integer(256, 65536))
     max_header_bytes: int = _setting(8190, _integer(256, 65536))  # any one header line
     max_headers: int = _setting(64, _integer(8, 1024))
+    # A connection whose queued response bytes make no progress this long is cut.
+    send_timeout_s: float = _setting(30.0, _seconds(1, 3600))
     access_log: bool = _setting(True, _flag)  # one line per request, on stderr
 
 
@@ -236,6 +263,7 @@ class CacheSettings:
     )
     prefetch_slices: int = _setting(4, _integer(0, 64))  # look-ahead after each rendition read
     prefetch_concurrency: int = _setting(16, _integer(1, 256))  # prefetch GETs at once, per worker
+    next_track_slices: int = _setting(2, _integer(0, 16))  # warmed per next-track hint; 0 = off
     max_waiters: int = _setting(4096, _integer(1, 1_000_000))  # per in-flight slice, per worker
 
 
@@ -260,15 +288,31 @@ class EdgeSettings:
 @dataclass(frozen=True, slots=True)
 class AuthSettings:
     signing_keys: Mapping[str, str] = field(default_factory=dict, metadata={"parse": _signing_keys})
+    # None: signed URLs are required exactly when there are keys. Saying it outright guards a
+    # reload: one that would drop the last key is refused unless this is false.
+    require_signatures: bool | None = _setting(None, _flag)
     clock_skew_s: float = _setting(30.0, _seconds(0, 3600))  # accepted past a URL's exp
+    max_ttl_s: float = _setting(7 * 86_400.0, _seconds(60, 366 * 86_400))  # longest URL lifetime
     bind_region: bool = _setting(False, _flag)  # the signature covers the client's region
+
+    def check(self) -> None:
+        """The keys and ``require_signatures`` must agree (a ConfigError says how not)."""
+        if self.require_signatures is True and not self.signing_keys:
+            raise ConfigError(
+                "auth.require_signatures: true, but auth.signing_keys is empty: add a key"
+            )
+        if self.require_signatures is False and self.signing_keys:
+            raise ConfigError(
+                "auth.require_signatures: false, but auth.signing_keys has keys: remove them "
+                "to turn signed URLs off, or drop require_signatures"
+            )
 
 
 @dataclass(frozen=True, slots=True)
 class AdminSettings:
     host: str = _setting("127.0.0.1", _text(_HOST, "a host name or IP address"))
     port: int = _setting(8081, _integer(0, 65535))
-    token: str = _setting("", _text())
+    token: str = _setting("", _admin_token)  # empty = no admin API
 
 
 @dataclass(frozen=True, slots=True)
@@ -327,7 +371,9 @@ def load_settings(path: Path | str | None = None, env: Mapping[str, str] | None 
     if raw:
         unknown = ", ".join(sorted(raw))
         raise ConfigError(f"{unknown}: unknown section (known: {', '.join(_SECTIONS)})")
-    return Settings(**sections)
+    settings = Settings(**sections)
+    settings.auth.check()
+    return settings
 
 
 def _read_toml(path: Path) -> dict[str, Any]:

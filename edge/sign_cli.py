@@ -14,7 +14,6 @@ from edge.signing import signed_query
 from origin.layout import RENDITION_PATTERN, TRACK_ID_PATTERN
 from origin.manifest_schema import is_region
 
-MAX_TTL_S = 366 * 86_400
 _TRACK_PATH = re.compile(rf"/v1/tracks/{TRACK_ID_PATTERN}(/{RENDITION_PATTERN})?")
 
 
@@ -40,8 +39,9 @@ def sign(
             f"{path!r} is not a track path such as /v1/tracks/ID or /v1/tracks/ID/160 "
             "(no query, no host)"
         )
-    if not 1 <= ttl_s <= MAX_TTL_S:
-        raise SignError(f"--ttl must be 1 to {MAX_TTL_S} seconds, got {ttl_s}")
+    longest = int(auth.max_ttl_s)  # the node refuses longer-lived URLs
+    if not 1 <= ttl_s <= longest:
+        raise SignError(f"--ttl must be 1 to {longest} seconds (auth.max_ttl_s), got {ttl_s}")
     if kid is None:
         if len(auth.signing_keys) > 1:
             raise SignError(f"several keys: choose one with --kid ({', '.join(auth.signing_keys)})")

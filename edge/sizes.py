@@ -1,8 +1,13 @@
-"""Human-readable byte sizes: ``256KiB``, ``20GB``, ``1.5GiB``, or a bare integer of bytes."""
+"""Human-readable byte sizes: ``256KiB``, ``20GB``, ``1.5GiB``, or a bare integer of bytes.
+
+Parsed exactly (a decimal fraction times the unit, in integers: no float rounding of large
+counts), and a size must come to whole bytes: ``0.5B`` or ``1.0001KiB`` is refused.
+"""
 
 from __future__ import annotations
 
 import re
+from fractions import Fraction
 
 _UNITS = {
     "": 1,
@@ -39,7 +44,10 @@ def parse_size(value: str | int) -> int:
     if multiplier is None:
         units = "B, kB, MB, GB, TB, KiB, MiB, GiB, TiB"
         raise ValueError(f"unknown size unit {unit!r} in {value!r} (use one of {units})")
-    return int(float(number) * multiplier)
+    exact = Fraction(number) * multiplier
+    if exact.denominator != 1:
+        raise ValueError(f"{value!r} is not a whole number of bytes ({float(exact):.6g})")
+    return int(exact)
 
 
 def format_size(n: int) -> str:

@@ -61,7 +61,7 @@ def node_stats(worker: WorkerContext, workers: Sequence[dict[str, Any]]) -> dict
         "workers_configured": worker.count,
         "workers_answering": len(workers),
         "slice_bytes": settings.cache.slice_bytes,
-        "signed_urls_required": bool(settings.auth.signing_keys),
+        "signed_urls_required": worker.access.signatures.required,  # as reloaded since
         "totals": totals,
         "workers": sorted(workers, key=lambda w: int(w["worker"])),
     }

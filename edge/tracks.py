@@ -14,15 +14,16 @@ from edge.access import Access
 from edge.audio_response import AudioResponse
 from edge.errors import BadRequest, EncoreError, NotFound, StreamAborted
 from edge.fills import ClientGone
-from edge.licensing import LicenceGate
+from edge.http_server import Connection
 from edge.manifests import ManifestStore
 from edge.multipart import ByteRangesBody
+from edge.next_track import HEADER as NEXT_TRACK_HEADER
+from edge.next_track import NextTrackHints
 from edge.preconditions import Outcome, http_date
-from edge.prefetch import Prefetcher, PrefetchReason
+from edge.prefetch import Prefetcher
 from edge.ranges import ByteRange, parse_range
 from edge.settings import Settings
 from edge.slice_store import ReadPlan, SliceStore, StoredObject
-from edge.warming import same_bitrate, warm_track
 from origin import layout
 from origin.manifest import Manifest, Rendition
 
@@ -33,8 +34,7 @@ SLICES = web.AppKey("slices", SliceStore)
 PREFETCHER = web.AppKey("prefetcher", Prefetcher)
 SETTINGS = web.AppKey("settings", Settings)
 ACCESS = web.AppKey("access", Access)
-
-NEXT_TRACK_HEADER = "X-Encore-Next"
+HINTS = web.AppKey("next_track_hints", NextTrackHints)
 
 IMMUTABLE = "public, max-age=31536000, immutable"
 
@@ -104,7 +104,10 @@ async def get_rendition(request: web.Request) -> web.StreamResponse:
     whole = [ByteRange(0, rendition.size - 1)] if rendition.size else []
     parts = whole if ranges is None else ranges
     plan = await store.plan(obj, parts, reading=request.method != "HEAD")
-    headers["X-Cache"] = plan.cache_status
+    # What the cache held when the response started: the plan changes as the body is read
+    # (disk slices read are noted as held), and the TTFB label must say the same as X-Cache.
+    cache_status = plan.cache_status
+    headers["X-Cache"] = cache_status
     headers["X-Cache-Tier"] = plan.slowest_tier.label
 
     status = 200 if ranges is None else 206
@@ -133,7 +136,7 @@ async def get_rendition(request: web.Request) -> web.StreamResponse:
         await _send_body(request, response, body)
     finally:
         if response.first_byte_at is not None:
-            metrics.ttfb(plan.cache_status).observe(response.first_byte_at - started)
+            metrics.ttfb(cache_status).observe(response.first_byte_at - started)
     return response
 
 
@@ -164,50 +167,13 @@ def _schedule_prefetch(
     region: str,
 ) -> None:
     prefetcher = request.app[PREFETCHER]
-    settings = request.app[SETTINGS]
     last_index = max(part.end for part in parts) // store.slice_bytes
-    prefetcher.after_read(obj, last_index, settings.cache.prefetch_slices)
+    prefetcher.after_read(obj, last_index, request.app[SETTINGS].cache.prefetch_slices)
     hint = request.headers.get(NEXT_TRACK_HEADER)
-    if hint is None or not layout.is_track_id(hint):
-        return  # only a hint: a malformed one is ignored
-    manifests = request.app[MANIFESTS]
-    slices = max(settings.cache.prefetch_slices, 1)
-    prefetcher.submit(
-        lambda: _warm_next(
-            manifests=manifests,
-            gate=request.app[ACCESS].licences,
-            prefetcher=prefetcher,
-            track_id=hint,
-            region=region,
-            playing=rendition,
-            slices=slices,
-        )
-    )
-
-
-async def _warm_next(
-    *,
-    manifests: ManifestStore,
-    gate: LicenceGate,
-    prefetcher: Prefetcher,
-    track_id: str,
-    region: str,
-    playing: Rendition,
-    slices: int,
-) -> None:
-    try:
-        await warm_track(
-            manifests,
-            gate,
-            prefetcher,
-            track_id,
-            region=region,
-            pick=same_bitrate(playing),
-            slices=slices,
-            reason=PrefetchReason.NEXT_TRACK,
-        )
-    except EncoreError as exc:  # unknown, unlicensed or unreachable: nothing to warm
-        log.debug("not warming next track %s: %s", track_id, exc.message)
+    if hint is not None:
+        protocol = request.protocol
+        state = protocol.state if isinstance(protocol, Connection) else None
+        request.app[HINTS].consider(hint, state, region=region, playing=rendition)
 
 
 def _requested_ranges(
@@ -254,9 +220,12 @@ async def _send_body(
     try:
         async for chunk in body:
             await response.write(chunk)
-    except (ClientGone, ConnectionResetError) as exc:
-        _cut(request)  # the client left; nobody to tell
-        raise StreamAborted(response) from exc
+    except (ClientGone, ConnectionError) as exc:
+        # The client left (or stopped reading, past server.send_timeout_s): normal, and
+        # nobody to tell. Counted as client_closed; a line at DEBUG only.
+        log.debug("client left during %s: %s", request.path, exc)
+        _cut(request)
+        raise StreamAborted(response, client_left=True) from exc
     except Exception as exc:
         if not response.head_sent:
             raise
@@ -265,7 +234,7 @@ async def _send_body(
         else:
             log.exception("aborting %s mid-body", request.path)
         _cut(request)
-        raise StreamAborted(response) from exc
+        raise StreamAborted(response, client_left=False) from exc
     finally:
         await body.aclose()
 

@@ -29,6 +29,7 @@ from multiprocessing.process import BaseProcess
 from pathlib import Path
 from types import FrameType
 
+from edge.app import DISK_WRITES_DRAIN_S
 from edge.settings import Settings
 
 log = logging.getLogger("edge.workers")
@@ -54,36 +55,20 @@ def _worker_main(
     from edge.key_reload import ignore_reload_signal  # noqa: PLC0415
 
     ignore_reload_signal()
-    from aiohttp import web  # noqa: PLC0415 - a fresh process
-
-    from edge.app import create_app  # noqa: PLC0415
-    from edge.http_limits import http_limits  # noqa: PLC0415
-    from edge.server import (  # noqa: PLC0415
-        access_logging,
-        configure_logging,
-        for_serving,
-        new_event_loop,
-    )
+    from edge.app import create_app  # noqa: PLC0415 - a fresh process
+    from edge.http_server import serve  # noqa: PLC0415
+    from edge.server import configure_logging, for_serving, new_event_loop  # noqa: PLC0415
 
     configure_logging()
-    web.run_app(
-        for_serving(
-            create_app(
-                settings,
-                worker=index,
-                workers=count,
-                control_dir=control_dir,
-                config_path=config_path,
-            )
-        ),
-        host=settings.server.host,
-        port=settings.server.port,
-        reuse_port=True,
-        print=None,
-        shutdown_timeout=DRAIN_S,
+    app = create_app(
+        settings, worker=index, workers=count, control_dir=control_dir, config_path=config_path
+    )
+    serve(
+        for_serving(app),
+        settings,
         loop=new_event_loop(),
-        **access_logging(settings),
-        **http_limits(settings),
+        reuse_port=True,
+        shutdown_timeout=DRAIN_S,
     )
 
 
@@ -188,7 +173,8 @@ class Supervisor:
             if process.is_alive() and process.pid is not None:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(process.pid, signal.SIGTERM)  # drain, then exit
-        deadline = time.monotonic() + DRAIN_S + 5
+        # Each drains its requests, then its pending disk writes; past that, it is killed.
+        deadline = time.monotonic() + DRAIN_S + DISK_WRITES_DRAIN_S + 5
         for process in self._workers.values():
             process.join(timeout=max(deadline - time.monotonic(), 0))
             if process.is_alive():

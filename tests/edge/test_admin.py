@@ -166,10 +166,10 @@ def test_warm_cli_reads_a_top_list_and_reports(
     ("config_text", "top_text", "error"),
     [
         ('[admin]\ntoken = ""\n', "a\n", "admin.token is not set"),
-        ('[admin]\ntoken = "t"\n', "ok-id\nbad/id\n", "top.txt:2: 'bad/id' is not a track id"),
-        ('[admin]\ntoken = "t"\n', "# nothing\n\n", "lists no track ids"),
-        ('[admin]\ntoken = "t"\nport = {free}\n', "a\n", "cannot reach the admin API"),
-        ('[admin]\ntoken = "t"\nport = {admin}\n', "a\n", "refused the admin token"),
+        ('[admin]\ntoken = "{wrong}"\n', "ok-id\nbad/id\n", "top.txt:2: 'bad/id' is not a track id"),
+        ('[admin]\ntoken = "{wrong}"\n', "# nothing\n\n", "lists no track ids"),
+        ('[admin]\ntoken = "{wrong}"\nport = {free}\n', "a\n", "cannot reach the admin API"),
+        ('[admin]\ntoken = "{wrong}"\nport = {admin}\n', "a\n", "refused the admin token"),
     ],
 )
 def test_warm_cli_errors_are_one_line(
@@ -180,7 +180,9 @@ def test_warm_cli_errors_are_one_line(
     error: str,
 ) -> None:
     config = tmp_path / "edge.toml"
-    config.write_text(config_text.format(free=free_port(), admin=admin_edge[1]))
+    config.write_text(
+        config_text.format(free=free_port(), admin=admin_edge[1], wrong="not-the-admin-token")
+    )
     top = tmp_path / "top.txt"
     top.write_text(top_text)
     result = _warm_cli(config, "--top", str(top))

@@ -16,7 +16,7 @@ from aiohttp import web
 from prometheus_client.parser import text_string_to_metric_families
 
 from edge.app import create_app
-from edge.http_limits import http_limits
+from edge.http_server import EdgeRunner
 from edge.settings import Settings
 
 
@@ -79,7 +79,7 @@ class EdgeServer:
         self._loop.close()
 
     async def _start(self) -> None:
-        self._runner = web.AppRunner(create_app(self.settings), **http_limits(self.settings))
+        self._runner = EdgeRunner(create_app(self.settings), self.settings)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
         await site.start()
