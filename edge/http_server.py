@@ -14,7 +14,8 @@ a node on the public internet:
   ``server.send_timeout_s`` is cut and counted (``encore_send_timeouts_total``): a client that
   stops reading cannot hold memory and a connection. Each connection queues at most
   :data:`QUEUE_HIGH_BYTES` in user space before its writers wait (plus one write of at most
-  :data:`MAX_WRITE_BYTES`, see ``edge.audio_response``).
+  :data:`MAX_WRITE_BYTES`, see ``edge.audio_response``), and its kernel send buffer is
+  ``server.send_buffer_bytes`` rather than autotuned up to megabytes.
 - ``Server: encore``, without versions.
 - The access log line, with a signed URL's ``sig`` blanked (the path and ``kid`` stay).
 - :func:`serve`: run an app until SIGTERM or SIGINT, then shut down gracefully.
@@ -29,6 +30,7 @@ import asyncio
 import logging
 import re
 import signal
+import socket
 from collections.abc import Callable
 from typing import Any
 
@@ -61,9 +63,12 @@ class Connection(RequestHandler):
     """One client connection: aiohttp's protocol with the send timeout, JSON parser errors,
     and per-connection state of the edge's own (the next-track hint budget)."""
 
-    def __init__(self, manager: web.Server, *, send_timeout_s: float, **kwargs: Any) -> None:
+    def __init__(
+        self, manager: web.Server, *, send_timeout_s: float, send_buffer_bytes: int, **kwargs: Any
+    ) -> None:
         super().__init__(manager, **kwargs)
         self.send_timeout_s = send_timeout_s
+        self.send_buffer_bytes = send_buffer_bytes
         self.state: dict[str, object] = {}  # the edge's per-connection state, by feature
         self._watchdog: asyncio.TimerHandle | None = None
         self._queued_at_check = 0
@@ -72,6 +77,9 @@ class Connection(RequestHandler):
         super().connection_made(transport)
         if isinstance(transport, asyncio.WriteTransport):
             transport.set_write_buffer_limits(high=QUEUE_HIGH_BYTES, low=QUEUE_LOW_BYTES)
+        sock = transport.get_extra_info("socket")
+        if self.send_buffer_bytes and sock is not None and sock.family != socket.AF_UNIX:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self.send_buffer_bytes)
 
     def pause_writing(self) -> None:
         super().pause_writing()
@@ -161,14 +169,12 @@ def _first_line(exc: BaseException | None) -> str:
 class _Server(web.Server):
     """aiohttp's server, making :class:`Connection` protocols and checking each request."""
 
-    def __init__(self, *args: Any, send_timeout_s: float, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, connection: dict[str, Any], **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._send_timeout_s = send_timeout_s
+        self._connection = connection  # Connection's own options
 
     def __call__(self) -> RequestHandler:
-        return Connection(
-            self, loop=self._loop, send_timeout_s=self._send_timeout_s, **self._kwargs
-        )
+        return Connection(self, loop=self._loop, **self._connection, **self._kwargs)
 
 
 def _checked_request(
@@ -260,7 +266,10 @@ class EdgeRunner(web.AppRunner):
         self, app: web.Application, settings: Settings, *, shutdown_timeout: float = 10.0
     ) -> None:
         super().__init__(app, shutdown_timeout=shutdown_timeout, **runner_options(settings))
-        self._send_timeout_s = settings.server.send_timeout_s
+        self._connection = {
+            "send_timeout_s": settings.server.send_timeout_s,
+            "send_buffer_bytes": settings.server.send_buffer_bytes,
+        }
         self._max_header_line = settings.server.max_header_bytes
 
     async def _make_server(self) -> web.Server:
@@ -275,7 +284,7 @@ class EdgeRunner(web.AppRunner):
             app._handle,
             request_factory=_checked_request(app._make_request, self._max_header_line),
             loop=loop,
-            send_timeout_s=self._send_timeout_s,
+            connection=self._connection,
             **self._kwargs,
         )
 

@@ -229,6 +229,9 @@ class ServerSettings:
     max_headers: int = _setting(64, _integer(8, 1024))
     # A connection whose queued response bytes make no progress this long is cut.
     send_timeout_s: float = _setting(30.0, _seconds(1, 3600))
+    # The kernel's send buffer per client socket (SO_SNDBUF); 0 = the kernel's autotuning,
+    # which lets one client that does not read hold megabytes of kernel memory.
+    send_buffer_bytes: int = _setting(512 * 1024, _size(0, 64 * 1024**2))
     access_log: bool = _setting(True, _flag)  # one line per request, on stderr
 
 
