@@ -31,6 +31,7 @@ import logging
 import re
 import signal
 import socket
+import struct
 from collections.abc import Callable
 from typing import Any
 
@@ -57,6 +58,7 @@ MAX_WRITE_BYTES = 256 * 1024
 REFUSAL = web.RequestKey("encore_refusal", tuple)
 _SIG = re.compile(r"(?<=[?&])sig=[^&]*")
 _FIRST_LINE_CHARS = 100  # of a parser error's message, in the log
+_RESET_ON_CLOSE = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: close() sends RST
 
 
 class Connection(RequestHandler):
@@ -117,6 +119,11 @@ class Connection(RequestHandler):
             return
         metrics.SEND_TIMEOUTS.inc()
         log.debug("cutting a client that read nothing for %g s", self.send_timeout_s)
+        # Reset, not close: a closed socket would keep trying to deliver its queued bytes
+        # (orphaned, in FIN-WAIT-1), holding the kernel memory this is meant to free.
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _RESET_ON_CLOSE)
         transport.abort()
 
     def handle_error(
