@@ -72,7 +72,7 @@ class Hint:
     track_id: str
     rendition: str | None  # named by a path hint
     path: str | None  # the path of a path hint (what a signature covers)
-    query: MultiDict[str] | None
+    query: MultiDict[str] | None  # a path hint's query, if it has one
 
 
 def parse_hint(value: str) -> Hint | None:
@@ -86,7 +86,12 @@ def parse_hint(value: str) -> Hint | None:
     match = _PATH.fullmatch(path)
     if match is None:
         return None
-    pairs = parse_qsl(query, keep_blank_values=True, max_num_fields=32) if query else []
+    if not query:
+        return Hint(match["track"], match["rendition"], path, None)
+    try:
+        pairs = parse_qsl(query, keep_blank_values=True, max_num_fields=32)
+    except ValueError:  # more fields than any signed URL has
+        return None
     return Hint(match["track"], match["rendition"], path, MultiDict(pairs))
 
 
