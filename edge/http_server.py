@@ -11,7 +11,8 @@ a node on the public internet:
   version, ``400``), on an HTTP/1.1 status line rather than one naming the client's version.
 - ``server.max_header_bytes`` bounds a whole header line, name and value together.
 - **Send timeout.** A connection whose queued response bytes make no progress for
-  ``server.send_timeout_s`` is cut and counted (``encore_send_timeouts_total``): a client that
+  ``server.send_timeout_s`` (the client took less than :data:`MIN_PROGRESS_BYTES` of them) is
+  cut and counted (``encore_send_timeouts_total``): a client that
   stops reading cannot hold memory and a connection. Each connection queues at most
   :data:`QUEUE_HIGH_BYTES` in user space before its writers wait (plus one write of at most
   :data:`MAX_WRITE_BYTES`, see ``edge.audio_response``), and its kernel send buffer is
@@ -52,6 +53,8 @@ SERVER_HEADER = "encore"
 # Per connection: past this many bytes queued in user space, writers wait for the client.
 QUEUE_HIGH_BYTES = 64 * 1024
 QUEUE_LOW_BYTES = 16 * 1024
+# What a paused connection must take per send timeout to count as making progress.
+MIN_PROGRESS_BYTES = QUEUE_LOW_BYTES
 # The longest single write the edge makes to one connection (a larger chunk is split).
 MAX_WRITE_BYTES = 256 * 1024
 # A request the app must refuse before routing (see _checked_request): (status, code, message).
@@ -109,12 +112,14 @@ class Connection(RequestHandler):
 
     def _check_progress(self) -> None:
         """Writing has been paused for ``send_timeout_s``: cut the connection unless the client
-        has taken some of the queued bytes meanwhile."""
+        has taken a fair share of the queued bytes meanwhile (a client that takes a byte now
+        and then would otherwise hold its connection and buffers for ever)."""
         self._watchdog = None
         transport = self.transport
         if transport is None:
             return
-        if transport.get_write_buffer_size() < self._queued_at_check:
+        queued = transport.get_write_buffer_size()
+        if self._queued_at_check - queued >= min(MIN_PROGRESS_BYTES, self._queued_at_check):
             self._arm_watchdog()  # slow, but reading
             return
         metrics.SEND_TIMEOUTS.inc()

@@ -1,12 +1,18 @@
-"""Hostile input: fuzzed paths, query strings, Range and other header values (hypothesis),
-oversized request lines and headers, and slow clients. Every answer is a well-formed 4xx (or
-a 2xx/3xx where the request is in fact fine): never a 5xx, never a traceback, and never an
-origin request for an id that is not valid."""
+"""Hostile input: fuzzed paths, query strings, Range, date and other header values
+(hypothesis), oversized request lines and headers, hint floods, deeply nested admin bodies,
+and slow clients: those that send slowly and those that read slowly. Every answer is a
+well-formed 4xx (or a 2xx/3xx where the request is in fact fine): never a 5xx, never a
+traceback or an ERROR log line, and never an origin request for an id that is not valid.
+(tests/edge/test_http_server.py has the listener's own cases: parser errors, HTTP versions,
+clients that stop reading; tests/edge/test_next_track.py the hint's rules.)"""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import http.client
 import json
+import logging
 import os
 import re
 import socket
@@ -18,14 +24,19 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from edge import tracks
+from edge.signing import signed_query
 from origin.layout import RENDITION_PATTERN, TRACK_ID_PATTERN
+from origin.local_s3 import free_port
 from tests.conftest import TEST_SLICE_BYTES, Catalog, S3Target, make_settings
+from tests.support.admin_client import admin_request
 from tests.support.edge_node import Node
 from tests.support.edge_server import EdgeServer
 from tests.support.raw_http import RawReply, raw_request, request_bytes
 from tests.support.tcp_proxy import TcpProxy
 
 SECRET = "fuzz-secret-0123456789"
+ADMIN_TOKEN = "fuzz-admin-token-0123456789"
 # What the edge may ask the origin for: manifests of valid ids and the published audio.
 VALID_ORIGIN_KEY = re.compile(
     rf"/[^/]+/tracks/{TRACK_ID_PATTERN}/(manifest\.json|{RENDITION_PATTERN}-[0-9a-f]{{64}}\.ogg)"
@@ -107,11 +118,26 @@ header_values = st.one_of(
     st.text(st.characters(min_codepoint=0x20, max_codepoint=0xFF), max_size=120),
     st.from_regex(r"bytes=([0-9]{0,20}-[0-9]{0,20},?){1,40}", fullmatch=True),
 )
+# Dates as a client may mangle them: huge or negative fields overflowed the parser once.
+huge = st.one_of(st.integers(-(10**25), 10**25), st.sampled_from([0, 99, 2026, 10**20]))
+dates = st.one_of(
+    st.builds(
+        lambda day, month, year, hour, zone: f"Mon, {day} {month} {year} {hour}:00:00 {zone}",
+        huge,
+        st.sampled_from(["Jan", "Feb", "Foo", ""]),
+        huge,
+        huge,
+        st.sampled_from(["GMT", "+0000", "-9999", "+99999999999", "UTC", ""]),
+    ),
+    st.sampled_from(["Mon, 01 Jan 2026 00:00:00 GMT", "Sunday, 06-Nov-94 08:49:37 GMT", "0"]),
+)
+DATE_HEADERS = [b"If-Modified-Since", b"If-Unmodified-Since", b"If-Range"]
 HEADER_NAMES = [
     b"Range",
     b"If-Range",
     b"If-None-Match",
     b"If-Modified-Since",
+    b"If-Unmodified-Since",
     b"If-Match",
     b"X-Client-Region",
     b"X-Encore-Next",
@@ -180,6 +206,152 @@ def test_fuzzed_headers_on_a_real_track(
         hostile_edge.port, request_bytes(target.encode(), raw, method), head=method == b"HEAD"
     )
     _check(reply, origin_proxy, seen)
+
+
+@FUZZ
+@given(
+    headers=st.lists(st.tuples(st.sampled_from(DATE_HEADERS), dates), min_size=1, max_size=3),
+    ranged=st.booleans(),
+    manifest=st.booleans(),
+)
+def test_fuzzed_date_headers_are_ignored_when_invalid(
+    hostile_edge: EdgeServer,
+    origin_proxy: TcpProxy,
+    track: tuple[str, str],
+    headers: list[tuple[bytes, str]],
+    ranged: bool,
+    manifest: bool,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    track_id, rendition = track
+    target = f"/v1/tracks/{track_id}" + ("" if manifest else f"/{rendition}")
+    raw = [(name, value.encode()) for name, value in headers]
+    if ranged:
+        raw.append((b"Range", b"bytes=0-9"))
+    seen = len(origin_proxy.requests)
+    with caplog.at_level(logging.ERROR):
+        reply = raw_request(
+            hostile_edge.port, request_bytes(_signed_target(hostile_edge, target), raw)
+        )
+    _check(reply, origin_proxy, seen)
+    assert reply.status in {200, 206, 304, 412}, (reply.status, reply.body[:200])
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
+
+
+def _signed_target(edge: EdgeServer, path: str) -> bytes:
+    """``path``, signed if the edge wants signatures."""
+    if not edge.settings.auth.signing_keys:
+        return path.encode()
+    return f"{path}?{signed_query(SECRET, 'k1', path, int(time.time()) + 600)}".encode()
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+@given(hints=st.lists(st.one_of(segments, st.text(max_size=300)), min_size=20, max_size=60))
+def test_a_flood_of_hints_on_one_connection_reaches_no_invalid_origin_key(
+    hostile_edge: EdgeServer,
+    origin_proxy: TcpProxy,
+    track: tuple[str, str],
+    hints: list[str],
+) -> None:
+    track_id, rendition = track
+    target = _signed_target(hostile_edge, f"/v1/tracks/{track_id}/{rendition}").decode()
+    seen = len(origin_proxy.requests)
+    conn = http.client.HTTPConnection("127.0.0.1", hostile_edge.port, timeout=15)
+    try:
+        for hint in hints:
+            value = hint.encode("utf-8", "surrogateescape").decode("latin-1")
+            value = value.replace("\r", "").replace("\n", "")
+            try:
+                conn.putrequest("GET", target)
+                conn.putheader("Range", "bytes=0-0")
+                conn.putheader("X-Encore-Next", value)
+                conn.endheaders()
+            except ValueError:  # http.client refuses what no header may hold
+                conn.close()
+                continue
+            response = conn.getresponse()
+            response.read()
+            assert response.status in {206, 400}, (response.status, value[:80])
+            if response.status == 400:  # the parser refused a byte: a fresh connection
+                conn.close()
+    finally:
+        conn.close()
+    _wait_prefetch_idle(hostile_edge)
+    fetched = [r.path for r in list(origin_proxy.requests)[seen:]]
+    if hostile_edge.settings.auth.signing_keys:
+        assert fetched == []  # none of these is a signed hint: not one origin request
+    for path in fetched:
+        assert VALID_ORIGIN_KEY.fullmatch(path.split("?")[0]), path
+
+
+def _wait_prefetch_idle(edge: EdgeServer) -> None:
+    app = edge._runner.app if edge._runner is not None else None
+    assert app is not None
+    asyncio.run_coroutine_threadsafe(app[tracks.PREFETCHER].idle(), edge._loop).result(30)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"[" * 100_000 + b"]" * 100_000,
+        b'{"tracks": ' + b"[" * 100_000 + b"]" * 100_000 + b"}",
+        b'{"tracks": ["a"], "renditions": ' + b'{"a":' * 50_000 + b"1" + b"}" * 50_000 + b"}",
+    ],
+    ids=["list", "tracks", "object"],
+)
+def test_deeply_nested_admin_bodies_are_a_400(
+    start_edge: Callable[..., EdgeServer], body: bytes, caplog: pytest.LogCaptureFixture
+) -> None:
+    port = free_port()
+    start_edge(admin={"token": ADMIN_TOKEN, "port": port})
+    with caplog.at_level(logging.ERROR):
+        for path in ("/admin/warm", "/admin/purge"):
+            status, answer = admin_request(port, path, body, ADMIN_TOKEN)
+            assert (status, answer["error"]) == (400, "bad_body"), (path, status, answer)
+    assert [r.getMessage() for r in caplog.records] == []
+
+
+def test_clients_that_read_a_trickle_are_cut_as_well(s3: S3Target, catalog: Catalog) -> None:
+    """A client that takes a few bytes now and then is as good as one that takes none."""
+    edge = EdgeServer(
+        make_settings(
+            s3.endpoint_url,
+            s3.bucket,
+            server={"send_timeout_s": 1.0, "send_buffer_bytes": 16 * 1024},
+        )
+    ).start()
+    try:
+        data = os.urandom(2 * 1024 * 1024)
+        path = f"/v1/tracks/{catalog.publish({'160': data}).track_id}/160"
+        assert edge.get(path).body == data
+        readers = []
+        for _ in range(5):
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            sock.connect(("127.0.0.1", edge.port))
+            sock.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+            sock.settimeout(5)
+            readers.append(sock)
+        taken = [0] * len(readers)
+        deadline = time.monotonic() + 20
+        open_readers = set(range(len(readers)))
+        while open_readers:
+            assert time.monotonic() < deadline, "trickling readers were never cut"
+            for n in list(open_readers):
+                try:
+                    chunk = readers[n].recv(64)  # ~640 bytes a second: far below any player
+                except (ConnectionResetError, TimeoutError):
+                    chunk = b""
+                if not chunk:
+                    open_readers.discard(n)
+                taken[n] += len(chunk)
+            time.sleep(0.1)
+        assert all(n < len(data) for n in taken)
+        for sock in readers:
+            sock.close()
+        assert edge.get(path, Range="bytes=0-9").body == data[:10]
+    finally:
+        edge.stop()
 
 
 @pytest.mark.parametrize(
