@@ -16,7 +16,9 @@ a node on the public internet:
   stops reading cannot hold memory and a connection. Each connection queues at most
   :data:`QUEUE_HIGH_BYTES` in user space before its writers wait (plus one write of at most
   :data:`MAX_WRITE_BYTES`, see ``edge.audio_response``), and its kernel send buffer is
-  ``server.send_buffer_bytes`` rather than autotuned up to megabytes.
+  ``server.send_buffer_bytes`` rather than autotuned up to megabytes. What the kernel holds is
+  bounded in time by ``TCP_USER_TIMEOUT`` (the same timeout), even once the edge has closed
+  the connection: a response small enough to fit in the buffers never pauses the writer.
 - ``Server: encore``, without versions.
 - The access log line, with a signed URL's ``sig`` blanked (the path and ``kid`` stay).
 - :func:`serve`: run an app until SIGTERM or SIGINT, then shut down gracefully.
@@ -83,8 +85,14 @@ class Connection(RequestHandler):
         if isinstance(transport, asyncio.WriteTransport):
             transport.set_write_buffer_limits(high=QUEUE_HIGH_BYTES, low=QUEUE_LOW_BYTES)
         sock = transport.get_extra_info("socket")
-        if self.send_buffer_bytes and sock is not None and sock.family != socket.AF_UNIX:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self.send_buffer_bytes)
+        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+            if self.send_buffer_bytes:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self.send_buffer_bytes)
+            # Bytes already handed to the kernel are the kernel's to time out: unacknowledged
+            # (a client that advertises a zero window included) for this long, the connection
+            # is reset, also after it was closed with bytes still queued.
+            timeout_ms = int(self.send_timeout_s * 1000)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, timeout_ms)
 
     def pause_writing(self) -> None:
         super().pause_writing()

@@ -334,3 +334,28 @@ def test_sigterm_lets_pending_disk_writes_land(
             node = start_node(workers=workers, disk_bytes="64MiB")
             status, body, headers = node.get(path)
             assert (status, body, headers["X-Cache"]) == (200, data, "HIT")
+
+
+def test_responses_small_enough_for_the_buffers_are_not_held_either(
+    catalog: Catalog, start_node: Callable[..., Node]
+) -> None:
+    """A response that fits in the socket buffers never makes the edge wait; a client that
+    never reads it still holds no kernel memory past the send timeout."""
+    node = start_node(
+        workers=1,
+        disk_bytes="0",
+        server_toml='send_timeout_s = 1\nsend_buffer_bytes = "64KiB"\nidle_timeout_s = 2\n',
+    )
+    port = int(node.url.rsplit(":", 1)[1])
+    data = os.urandom(6 * TEST_SLICE_BYTES)
+    path = f"/v1/tracks/{catalog.publish({'160': data}).track_id}/160"
+    assert node.get(path)[1] == data
+    with _stuck_readers(port, path, 50):
+        deadline = time.monotonic() + 5
+        while sum(tx > 0 for _, tx in _server_side_tcp(port)) < 50:
+            assert time.monotonic() < deadline, "the responses never reached the kernel"
+            time.sleep(0.02)
+        freed_by = time.monotonic() + 20
+        while sum(tx for _, tx in _server_side_tcp(port)):
+            assert time.monotonic() < freed_by, "the kernel kept the unread responses"
+            time.sleep(0.05)
