@@ -22,6 +22,7 @@ import asyncio
 import enum
 import logging
 import sys
+import time
 from collections.abc import AsyncGenerator, Callable
 from contextlib import aclosing
 from dataclasses import dataclass
@@ -309,7 +310,12 @@ class FillBoard:
     """The slices this worker is fetching now, and the runs that fetch them."""
 
     def __init__(
-        self, guard: OriginGuard, slice_bytes: int, commit: Commit, negative_ttl_s: float = 0
+        self,
+        guard: OriginGuard,
+        slice_bytes: int,
+        commit: Commit,
+        negative_ttl_s: float = 0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._guard = guard
         self._slice_bytes = slice_bytes
@@ -321,7 +327,7 @@ class FillBoard:
         # again only after the negative TTL.
         self._negative_ttl_s = negative_ttl_s
         self._missing: TTLCache[str, bool] = TTLCache(
-            maxsize=MAX_MISSING_OBJECTS, ttl=max(negative_ttl_s, 0.001)
+            maxsize=MAX_MISSING_OBJECTS, ttl=max(negative_ttl_s, 0.001), timer=clock
         )
 
     def __len__(self) -> int:

@@ -174,18 +174,25 @@ async def test_a_failed_fill_ends_every_push_with_its_error() -> None:
 
 
 async def test_a_push_times_out_only_when_the_fill_makes_no_progress() -> None:
+    wait_s = 0.05
     fill, near, far = _fill(), Client(), Client()
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    # 50 bytes every wait_s / 2, on the loop's own clock, like the pushes' wait bounds. The
+    # loop runs due timers in the order of their time, however late it gets to them, so every
+    # wait_s a push waits holds a write: it always sees progress, whatever the load.
+    for n, offset in enumerate(range(0, 800, 50)):
+        chunk = memoryview(DATA)[offset : offset + 50]
+        loop.call_at(start + (n + 1) * wait_s / 2, fill.write, chunk)
     pushes = [
-        asyncio.create_task(fill.push(near, 0, 300, 0.1)),
-        # Its bytes start at 700: those before it arriving are progress too.
-        asyncio.create_task(fill.push(far, 700, 800, 0.1)),
+        asyncio.create_task(fill.push(near, 0, 300, wait_s)),  # its last bytes: at 3 wait_s
+        # Its bytes come at 7.5 wait_s, after 700 others: those arriving are progress too.
+        asyncio.create_task(fill.push(far, 700, 800, wait_s)),
     ]
-    for start in range(0, 800, 50):  # 50 bytes every 60 ms: progress within each 100 ms
-        await asyncio.sleep(0.06)
-        fill.write(memoryview(DATA)[start : start + 50])
     assert _complete([await pushes[0]], 300)
     assert _complete([await pushes[1]], 800)
-    stalled = await asyncio.wait_for(fill.push(Client(), 800, 900, 0.1), 2)
+    assert fill.filled == 800  # every write ran
+    stalled = await asyncio.wait_for(fill.push(Client(), 800, 900, wait_s), 10)
     assert stalled.error is not None
     assert stalled.error.code == "fill_wait_timeout"
     assert stalled.position == 800

@@ -1,5 +1,8 @@
 """Prefetch: sequential look-ahead, the next-track hint (licence first), stopping under origin
-trouble, and the issued / used / wasted counters. Origin requests are counted at the proxy."""
+trouble, and the issued / used / wasted counters. Origin requests are counted at the proxy.
+
+What prefetch did *not* do is checked once its queue has run (``Prefetcher.idle``), never
+after a sleep."""
 
 from __future__ import annotations
 
@@ -8,6 +11,10 @@ import os
 import time
 from collections.abc import Callable
 
+from aiohttp import web
+
+from edge import tracks
+from origin import layout
 from origin.license import License
 from tests.conftest import TEST_SLICE_BYTES, Catalog
 from tests.support.edge_server import Counters, EdgeServer
@@ -20,11 +27,32 @@ def _slice_range(index: int) -> str:
     return f"bytes={index * SLICE}-{(index + 1) * SLICE - 1}"
 
 
+def _cached(edge: EdgeServer, path: str, index: int) -> bool:
+    return edge.request("HEAD", path, {"Range": _slice_range(index)}).header("X-Cache") == "HIT"
+
+
 def _wait_cached(edge: EdgeServer, path: str, index: int, timeout_s: float = 10) -> None:
     deadline = time.monotonic() + timeout_s
-    while edge.request("HEAD", path, {"Range": _slice_range(index)}).header("X-Cache") != "HIT":
+    while not _cached(edge, path, index):
         assert time.monotonic() < deadline, f"slice {index} of {path} was never prefetched"
         time.sleep(0.02)
+
+
+async def _fetches_in_flight(app: web.Application) -> int:
+    return len(app[tracks.SLICES].fills)
+
+
+def _wait_fetches_done(edge: EdgeServer, timeout_s: float = 10) -> None:
+    """No slice is being fetched (looked for without a lookup, which a policy would count)."""
+    deadline = time.monotonic() + timeout_s
+    while edge.call(_fetches_in_flight):
+        assert time.monotonic() < deadline, "a fetch never ended"
+        time.sleep(0.02)
+
+
+def _prefetch_idle(edge: EdgeServer) -> None:
+    """Every prefetch job queued so far has run, its origin fetches included."""
+    edge.call(lambda app: app[tracks.PREFETCHER].idle())
 
 
 def _covers(range_header: str, offset: int) -> bool:
@@ -49,18 +77,30 @@ def test_reading_slice_n_fetches_the_next_k_slices_ahead(
     assert (first.status, first.header("X-Cache")) == (206, "MISS")
     _wait_cached(edge, path, 1)
     _wait_cached(edge, path, 2)
+    _prefetch_idle(edge)
     # The look-ahead rode on the demand GET: no second request, no added latency.
     assert _ranges(proxy, key) == [f"bytes=0-{3 * SLICE - 1}"]
 
     second = edge.get(path, Range=_slice_range(1))
     assert (second.header("X-Cache"), second.body) == ("HIT", data[SLICE : 2 * SLICE])
-    _wait_cached(edge, path, 3)  # reading slice 1 looked ahead to 2 (cached) and 3
+    _prefetch_idle(edge)
+    assert _cached(edge, path, 3)  # reading slice 1 looked ahead to 2 (cached) and 3
     assert counters.delta("encore_prefetch_issued_total", reason="sequential") == 3
     assert counters.delta("encore_prefetch_used_total") == 1
-    # The end of the object bounds the look-ahead.
+    # The end of the object bounds the look-ahead: the last slice's GET is for it alone, and
+    # nothing is queued past it.
     edge.get(path, Range=_slice_range(5))
-    time.sleep(0.2)
-    assert all(not r.startswith(f"bytes={6 * SLICE}") for r in _ranges(proxy, key))
+    _prefetch_idle(edge)
+    assert _ranges(proxy, key) == [
+        f"bytes=0-{3 * SLICE - 1}",
+        f"bytes={3 * SLICE}-{4 * SLICE - 1}",
+        f"bytes={5 * SLICE}-{6 * SLICE - 1}",
+    ]
+
+
+async def _readers_of(app: web.Application, key: str, index: int) -> int:
+    fill = app[tracks.SLICES].fills.get((key, index))
+    return 0 if fill is None else fill.readers
 
 
 def test_a_demand_request_joins_a_prefetch_in_flight(
@@ -72,14 +112,25 @@ def test_a_demand_request_joins_a_prefetch_in_flight(
     edge = start_edge(origin_url=proxy.url, cache={"prefetch_slices": 1})
     assert edge.get(f"/v1/tracks/{manifest.track_id}").status == 200
     counters = Counters(edge)
-    proxy.faults.stall_after, proxy.faults.stall_s = 2000, 1.0  # every audio body is slow
+    # Every audio body stops after its first bytes until the test releases it.
+    proxy.faults.stall_after, proxy.faults.stall_until_released = 2000, True
 
-    with concurrent.futures.ThreadPoolExecutor(1) as pool:
-        first = pool.submit(edge.get, path, Range=_slice_range(0))  # prefetches slice 1
-        time.sleep(0.4)
-        second = edge.get(path, Range=_slice_range(1))  # while that prefetch is in flight
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        first = pool.submit(edge.get, path, Range=_slice_range(0))  # brings slice 1 along
+        deadline = time.monotonic() + 10
+        while not proxy.gets(key):
+            assert time.monotonic() < deadline, "the first request never reached the origin"
+            time.sleep(0.01)
+        second = pool.submit(edge.get, path, Range=_slice_range(1))  # while slice 1 is held
+        while edge.call(lambda app: _readers_of(app, key, 1)) == 0:
+            assert time.monotonic() < deadline, "the second request never joined the fetch"
+            time.sleep(0.01)
+        proxy.release()
         assert first.result().body == data[:SLICE]
-    assert (second.body, second.header("X-Cache")) == (data[SLICE : 2 * SLICE], "MISS")
+        assert (second.result().body, second.result().header("X-Cache")) == (
+            data[SLICE : 2 * SLICE],
+            "MISS",
+        )
     covering = [r for r in _ranges(proxy, key) if _covers(r, SLICE)]
     assert len(covering) == 1  # slice 1 was fetched once, ahead of its request
     assert counters.delta("encore_fill_waits_total", outcome="done") == 1
@@ -95,10 +146,12 @@ def test_unread_prefetched_slices_that_leave_memory_count_as_wasted(
     counters = Counters(edge)
     path = f"/v1/tracks/{first.track_id}/160"
     edge.get(path, Range=_slice_range(0))
-    _wait_cached(edge, path, 2)
-    edge.get(f"/v1/tracks/{other.track_id}/160")  # eight slices through a four-slice tier
-    time.sleep(0.3)
-    assert counters.delta("encore_prefetch_wasted_total") >= 2
+    _wait_fetches_done(edge)  # slices 1 and 2 rode on its GET
+    _prefetch_idle(edge)  # and nothing is still to be prefetched
+    # Eight slices through a four-slice tier: each is committed, and what it evicts counted,
+    # before its last byte is sent.
+    edge.get(f"/v1/tracks/{other.track_id}/160")
+    assert counters.delta("encore_prefetch_wasted_total") == 2  # slices 1 and 2 of the first
     assert counters.delta("encore_prefetch_used_total") == 0
 
 
@@ -111,14 +164,17 @@ def test_the_next_track_hint_warms_the_same_bitrate_after_the_licence_check(
     blocked = catalog.publish(
         {"96": os.urandom(SLICE), "160": os.urandom(SLICE)}, license=License(allow=("NO",))
     )
-    edge = start_edge(origin_url=proxy.url, cache={"prefetch_slices": 1})  # node region SE
+    edge = start_edge(
+        origin_url=proxy.url, cache={"prefetch_slices": 1, "next_track_slices": 1}
+    )  # node region SE
     counters = Counters(edge)
 
     edge.get(
         f"/v1/tracks/{playing.track_id}/160", Range="bytes=0-99", X_Encore_Next=upcoming.track_id
     )
     next_path = f"/v1/tracks/{upcoming.track_id}/160"
-    _wait_cached(edge, next_path, 0)
+    _prefetch_idle(edge)  # the warm is a prefetch job
+    assert _cached(edge, next_path, 0)
     assert edge.get(next_path, Range="bytes=0-999").body == upcoming_data[:1000]
     assert proxy.gets(upcoming.renditions["96"].key) == []  # only the bitrate being played
     assert counters.delta("encore_prefetch_issued_total", reason="next_track") == 1
@@ -127,8 +183,9 @@ def test_the_next_track_hint_warms_the_same_bitrate_after_the_licence_check(
         f"/v1/tracks/{playing.track_id}/160", Range="bytes=0-99", X_Encore_Next=blocked.track_id
     )
     edge.get(f"/v1/tracks/{playing.track_id}/160", Range="bytes=0-99", X_Encore_Next="../etc")
-    time.sleep(0.5)
+    _prefetch_idle(edge)
     # Its manifest was read to check the licence; none of its audio was fetched.
+    assert len(proxy.gets(layout.manifest_key(blocked.track_id))) == 1
     assert all(blocked.renditions[n].key not in r.path for n in ("96", "160") for r in proxy.gets())
 
 
@@ -150,6 +207,7 @@ def test_prefetch_stops_first_when_the_origin_is_in_trouble(
     node = start_edge(origin_url=proxy.url, origin={"retries": 0}, cache={"prefetch_slices": 2})
     assert node.get(hot_path, Range=_slice_range(0)).status == 206  # its own cold start
     _wait_cached(node, hot_path, 2)
+    _prefetch_idle(node)
     assert node.get(f"/v1/tracks/{cold.track_id}").status == 200
     counters = Counters(node)
     proxy.set_down(True)
@@ -158,6 +216,6 @@ def test_prefetch_stops_first_when_the_origin_is_in_trouble(
     gets = len(proxy.gets(hot_key))
     reply = node.get(hot_path, Range=_slice_range(1))  # a hit that would look ahead to 3
     assert reply.header("X-Cache") == "HIT"
-    time.sleep(0.3)
+    _prefetch_idle(node)
     assert len(proxy.gets(hot_key)) == gets
-    assert counters.delta("encore_prefetch_skipped_total", reason="origin_trouble") >= 1
+    assert counters.delta("encore_prefetch_skipped_total", reason="origin_trouble") == 1

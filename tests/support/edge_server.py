@@ -8,16 +8,27 @@ from __future__ import annotations
 import asyncio
 import email.parser
 import email.policy
+import functools
 import http.client
 import threading
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
+import pytest
 from aiohttp import web
 from prometheus_client.parser import text_string_to_metric_families
 
+from edge import app as edge_app
+from edge import slice_store
 from edge.app import create_app
+from edge.breaker import CircuitBreaker
+from edge.fills import FillBoard
 from edge.http_server import EdgeRunner
+from edge.manifests import ManifestStore
 from edge.settings import Settings
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -120,6 +131,28 @@ class EdgeServer:
     def get(self, path: str, **headers: str) -> Reply:
         return self.request("GET", path, {k.replace("_", "-"): v for k, v in headers.items()})
 
+    # --- the app's state, on the edge's own loop ------------------------------------------
+
+    @property
+    def app(self) -> web.Application:
+        """The running aiohttp application; read its state (``app[tracks.SLICES]``...) on
+        the edge's loop, through :meth:`call`."""
+        assert self._runner is not None, "the edge is not started"
+        return self._runner.app
+
+    def call(self, factory: Callable[[web.Application], Awaitable[T]], timeout: float = 30) -> T:
+        """Run ``factory(app)`` on the edge's event loop and return what it gives, e.g. a
+        drain hook: ``edge.call(lambda app: app[tracks.PREFETCHER].idle())``."""
+
+        async def run() -> T:
+            return await factory(self.app)
+
+        future = asyncio.run_coroutine_threadsafe(run(), self._loop)
+        try:
+            return future.result(timeout)
+        finally:
+            future.cancel()  # still running after the timeout: it stops there
+
 
 class Counters:
     """Metric deltas since creation: the registry is shared by every in-process edge."""
@@ -131,3 +164,26 @@ class Counters:
     def delta(self, name: str, **labels: str) -> float:
         key = (name, frozenset(labels.items()))
         return self.edge.metric_samples().get(key, 0.0) - self.before.get(key, 0.0)
+
+
+class ManualClock:
+    """A monotonic clock that moves only when the test moves it."""
+
+    def __init__(self, start: float = 1000.0) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def edges_on_clock(monkeypatch: pytest.MonkeyPatch, clock: Callable[[], float]) -> None:
+    """Edges started after this (in this test) read ``clock`` for the bounds they keep with a
+    monotonic clock: manifest TTLs, both negative caches, the breaker's open period. The app
+    factory gets the real classes, only with ``clock`` passed in. Waits on the event loop
+    (origin deadlines, fill waits, backoff) keep the loop's clock."""
+    monkeypatch.setattr(edge_app, "ManifestStore", functools.partial(ManifestStore, clock=clock))
+    monkeypatch.setattr(edge_app, "CircuitBreaker", functools.partial(CircuitBreaker, clock=clock))
+    monkeypatch.setattr(slice_store, "FillBoard", functools.partial(FillBoard, clock=clock))

@@ -31,6 +31,9 @@ class Faults:
     # slow origin body, so readers can be seen reading while it is written.
     stall_after: int | None = None
     stall_s: float = 0.0
+    # The stall lasts until TcpProxy.release() instead of stall_s: a slow origin body that
+    # ends when the test says so, not after some time (then every stall passes at once).
+    stall_until_released: bool = False
     # Called with each request before it is forwarded: True forwards it, False drops the
     # connection, bytes are sent back as the whole raw response instead (a canned 503).
     on_request: Callable[[SeenRequest], bool | bytes] | None = None
@@ -54,6 +57,7 @@ class TcpProxy:
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._server: asyncio.Server | None = None
         self._live: set[asyncio.StreamWriter] = set()  # client-side connections now open
+        self._released = asyncio.Event()  # see Faults.stall_until_released
 
     @property
     def url(self) -> str:
@@ -73,6 +77,11 @@ class TcpProxy:
         self.faults.refuse = down
         if down:
             self._loop.call_soon_threadsafe(self._cut_all)
+
+    def release(self) -> None:
+        """End the stalls of ``Faults.stall_until_released``: held bodies go on, and later
+        ones are not held."""
+        self._loop.call_soon_threadsafe(self._released.set)
 
     def _cut_all(self) -> None:
         for writer in list(self._live):
@@ -169,7 +178,10 @@ class TcpProxy:
                 if stall is not None and done < stall <= done + len(chunk):
                     writer.write(chunk[: stall - done])
                     await writer.drain()
-                    await asyncio.sleep(self.faults.stall_s)
+                    if self.faults.stall_until_released:
+                        await self._released.wait()
+                    else:
+                        await asyncio.sleep(self.faults.stall_s)
                     chunk = chunk[stall - done :]
                     done = sent[0] = stall
                 limit = self.faults.truncate_response_at
