@@ -59,6 +59,7 @@ class AudioResponse(web.StreamResponse):
         self._version = (1, 1)
         self.first_byte_at: float | None = None  # perf_counter() when the first bytes left
         self.body_sent = 0  # body bytes written so far by send_now
+        self._head_bytes = 0
 
     async def prepare(self, request: BaseRequest) -> AbstractStreamWriter | None:
         if self.content_length is None or self.chunked or self.compression:
@@ -72,6 +73,14 @@ class AudioResponse(web.StreamResponse):
     async def _write_headers(self) -> None:
         # aiohttp ends prepare() here, by handing the head to its writer; keep it instead.
         self._head = render_head(self._version, self.status, self.reason, self.headers)
+
+    @property
+    def body_bytes(self) -> int:
+        """Body bytes written so far, however they went (for the access log)."""
+        writer = self._writer
+        return (
+            0 if writer is None or self._head is not None else writer.output_size - self._head_bytes
+        )
 
     @property
     def head_sent(self) -> bool:
@@ -104,6 +113,7 @@ class AudioResponse(web.StreamResponse):
             else:  # no copy of a large body: one vectored write
                 transport.writelines((head, data))
             writer.output_size += len(head)
+            self._head_bytes = len(head)
             self.first_byte_at = time.perf_counter()
         elif size:
             transport.write(data)

@@ -36,7 +36,7 @@ import signal
 import socket
 import struct
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
@@ -236,6 +236,23 @@ def _checked_request(
     return make
 
 
+@runtime_checkable
+class CountsBody(Protocol):
+    """A response that counts the body bytes it wrote (``edge.audio_response``)."""
+
+    @property
+    def body_bytes(self) -> int: ...
+
+
+def _body_bytes(request: web.BaseRequest, response: web.StreamResponse) -> int:
+    # aiohttp's body_length counts the head too: the access log is for body bytes.
+    if isinstance(response, CountsBody):
+        return response.body_bytes
+    if request.method == "HEAD":
+        return 0
+    return response.content_length or 0
+
+
 class AccessLog(AbstractAccessLogger):
     """One line per request: peer, request line (``sig`` blanked), status, body bytes,
     ``Range``, ``X-Cache``, seconds, ``Content-Range`` (``encore-edge simulate`` replays it)."""
@@ -254,7 +271,7 @@ class AccessLog(AbstractAccessLogger):
             version.major,
             version.minor,
             response.status,
-            response.body_length,
+            _body_bytes(request, response),
             request.headers.get("Range", "-"),
             headers.get("X-Cache", "-"),
             time,

@@ -1,6 +1,7 @@
-"""Request traces for ``encore-edge simulate``: the DESIGN.md format, or the edge's access log.
+"""Request traces for ``encore-edge simulate``: a plain trace, or the edge's access log (both
+described in the README, *Sizing a cache*).
 
-Trace format: one request per line, ``timestamp key size`` separated by whitespace or commas,
+Plain trace: one request per line, ``timestamp key size`` separated by whitespace or commas,
 with an optional ``offset length`` for a range; ``#`` starts a comment. Access log lines are
 recognised by their quoted request line; GETs of renditions answered ``200`` or ``206`` with
 a ``Content-Range`` (logged last) are replayed, other lines are skipped.

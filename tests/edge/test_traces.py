@@ -1,12 +1,17 @@
-"""Reading traces: the DESIGN.md format and the edge's own access log."""
+"""Reading traces: the plain trace format and the edge's own access log, as the edge writes it."""
 
 from __future__ import annotations
 
+import logging
+import os
 from pathlib import Path
 
 import pytest
 
 from edge.traces import TraceError, parse_trace, read_trace
+from tests.conftest import TEST_SLICE_BYTES, Catalog
+from tests.support.edge_server import EdgeServer
+from tests.support.logs import access_lines
 
 
 def _rows(text: str) -> list[tuple[str, int, int, int]]:
@@ -17,7 +22,7 @@ def _rows(text: str) -> list[tuple[str, int, int, int]]:
     ]
 
 
-def test_design_format_with_ranges_commas_and_comments() -> None:
+def test_plain_format_with_ranges_commas_and_comments() -> None:
     text = (
         "# timestamp key size [offset length]\n"
         "1.0 a 1000\n"
@@ -66,3 +71,23 @@ def test_unusable_files_say_why(tmp_path: Path) -> None:
     junk.write_text("hello world\n")
     with pytest.raises(TraceError, match=r"no replayable requests \(line 1: expected 3 or 5"):
         read_trace(junk)
+
+
+def test_the_edge_s_own_access_log_lines_replay(
+    edge: EdgeServer, catalog: Catalog, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The access log as edge.http_server writes it, signed query and all, is a trace."""
+    data = os.urandom(3 * TEST_SLICE_BYTES)
+    path = f"/v1/tracks/{catalog.publish({'160': data}).track_id}/160"
+    with caplog.at_level(logging.INFO, logger="aiohttp.access"):
+        edge.get(path + "?exp=1&kid=k1&sig=abc", Range="bytes=100-199")
+        edge.get(path)
+        edge.get(path, Range="bytes=0-9,20-29")
+        lines = access_lines(caplog, 3)  # written after each response
+    trace = parse_trace(lines)
+    rows = [
+        (trace.keys[k], s, o, n)
+        for k, s, o, n in zip(trace.key_ids, trace.sizes, trace.offsets, trace.lengths, strict=True)
+    ]
+    assert rows == [(path, len(data), 100, 100), (path, len(data), 0, len(data))]
+    assert trace.skipped == 1  # the multipart response
