@@ -6,7 +6,8 @@ Long-lived resources (the origin client) are opened and closed in ``cleanup_ctx`
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 from aiohttp import web
@@ -33,6 +34,9 @@ SETTINGS = tracks.SETTINGS
 READY = web.AppKey("ready", list[bool])  # a one-element box: flipped by startup and shutdown
 WORKER = web.AppKey("worker", tuple[int, int])  # (this worker's index, how many there are)
 CONTROL_DIR = web.AppKey("control_dir", tuple[Path | None])
+# The monotonic clock of the bounds the edge keeps itself (manifest TTLs, negative caches, the
+# breaker's open period, the hint budget); waits on the event loop keep the loop's clock.
+CLOCK: web.AppKey[Callable[[], float]] = web.AppKey("clock")
 MAX_BODY_BYTES = 4096  # the public API takes no request bodies
 # At shutdown, how long slices already fetched may take to reach the disk tier.
 DISK_WRITES_DRAIN_S = 5.0
@@ -58,7 +62,8 @@ async def _origin_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     worker, workers = app[WORKER]
     async with open_s3_client(settings.origin) as client:
-        guard = _origin_guard(settings, Origin(client, settings.origin.bucket))
+        clock = app[CLOCK]
+        guard = _origin_guard(settings, Origin(client, settings.origin.bucket), clock)
         edge = settings.edge
         manifests = ManifestStore(
             guard,
@@ -69,6 +74,7 @@ async def _origin_ctx(app: web.Application) -> AsyncIterator[None]:
                 negative_ttl_s=edge.negative_ttl_s,
                 max_bytes=edge.manifest_cache_bytes,
             ),
+            clock=clock,
         )
         cache = settings.cache
         disk = None
@@ -90,6 +96,7 @@ async def _origin_ctx(app: web.Application) -> AsyncIterator[None]:
             max_waiters=cache.max_waiters,
             negative_ttl_s=edge.negative_ttl_s,
             look_ahead=cache.prefetch_slices,
+            clock=clock,
         )
         prefetcher = Prefetcher(store, cache.prefetch_concurrency)
         app[tracks.MANIFESTS], app[tracks.SLICES], app[tracks.PREFETCHER] = (
@@ -98,7 +105,7 @@ async def _origin_ctx(app: web.Application) -> AsyncIterator[None]:
             prefetcher,
         )
         app[tracks.HINTS] = NextTrackHints(
-            app[tracks.ACCESS], manifests, prefetcher, slices=cache.next_track_slices
+            app[tracks.ACCESS], manifests, prefetcher, slices=cache.next_track_slices, clock=clock
         )
         context = WorkerContext(
             settings,
@@ -128,9 +135,9 @@ async def _origin_ctx(app: web.Application) -> AsyncIterator[None]:
         await store.drain(DISK_WRITES_DRAIN_S)
 
 
-def _origin_guard(settings: Settings, origin: Origin) -> OriginGuard:
+def _origin_guard(settings: Settings, origin: Origin, clock: Callable[[], float]) -> OriginGuard:
     config = settings.origin
-    breaker = CircuitBreaker(config.breaker_failures, config.breaker_open_s)
+    breaker = CircuitBreaker(config.breaker_failures, config.breaker_open_s, clock)
     return OriginGuard(
         origin,
         breaker,
@@ -151,6 +158,7 @@ def create_app(
     workers: int = 1,
     control_dir: Path | None = None,
     config_path: Path | None = None,
+    clock: Callable[[], float] = time.monotonic,
 ) -> web.Application:
     """``worker`` of ``workers``; with several, ``control_dir`` holds their control sockets.
     With ``config_path``, SIGHUP reloads the signing keys from it (``edge.key_reload``)."""
@@ -158,6 +166,7 @@ def create_app(
     app[SETTINGS] = settings
     app[WORKER] = (worker, workers)
     app[CONTROL_DIR] = (control_dir,)
+    app[CLOCK] = clock
     access = app[tracks.ACCESS] = Access.from_settings(settings)
     if config_path is not None:
 

@@ -19,7 +19,8 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
-from collections.abc import AsyncGenerator, Iterator, Mapping, Sequence
+import time
+from collections.abc import AsyncGenerator, Callable, Iterator, Mapping, Sequence
 from contextlib import aclosing, contextmanager
 
 from edge import metrics
@@ -121,6 +122,7 @@ class SliceStore:
         max_waiters: int = 4096,
         negative_ttl_s: float = 0,
         look_ahead: int = 0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.guard = guard
         self.memory = MemoryTier(memory_bytes, policy, on_evict=self._evicted)
@@ -128,7 +130,7 @@ class SliceStore:
         self.slice_bytes = slice_bytes
         self.max_waiters = max_waiters
         self.look_ahead = look_ahead  # slices a demand fetch brings along past its request
-        self.fills = FillBoard(guard, slice_bytes, self._commit, negative_ttl_s)
+        self.fills = FillBoard(guard, slice_bytes, self._commit, negative_ttl_s, clock)
         self._wait_s = guard.deadline_s + WAIT_MARGIN_S
         self._disk_writes: set[asyncio.Task[None]] = set()
         self._prefetched: set[SliceKey] = set()  # prefetched into memory, not read yet

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import os
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -195,12 +196,17 @@ def edge(s3: S3Target) -> Iterator[EdgeServer]:
 
 @pytest.fixture
 def start_edge(s3: S3Target) -> Iterator[Callable[..., EdgeServer]]:
-    """Start an edge with custom settings (``origin_url=`` to put a proxy in front of S3)."""
+    """Start an edge with custom settings (``origin_url=`` to put a proxy in front of S3,
+    ``clock=`` to run its TTLs and breaker on a clock the test moves)."""
     started: list[EdgeServer] = []
 
-    def start(origin_url: str | None = None, **sections: dict[str, Any]) -> EdgeServer:
+    def start(
+        origin_url: str | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        **sections: dict[str, Any],
+    ) -> EdgeServer:
         settings = make_settings(origin_url or s3.endpoint_url, s3.bucket, **sections)
-        server = EdgeServer(settings).start()
+        server = EdgeServer(settings, clock).start()
         started.append(server)
         return server
 

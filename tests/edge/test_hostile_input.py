@@ -8,7 +8,6 @@ clients that stop reading; tests/edge/test_next_track.py the hint's rules.)"""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import http.client
 import json
@@ -285,9 +284,7 @@ def test_a_flood_of_hints_on_one_connection_reaches_no_invalid_origin_key(
 
 
 def _wait_prefetch_idle(edge: EdgeServer) -> None:
-    app = edge._runner.app if edge._runner is not None else None
-    assert app is not None
-    asyncio.run_coroutine_threadsafe(app[tracks.PREFETCHER].idle(), edge._loop).result(30)
+    edge.call(lambda app: app[tracks.PREFETCHER].idle())
 
 
 @pytest.mark.parametrize(

@@ -1,7 +1,7 @@
 """Manifests: stale-while-revalidate, stale-if-error, and negative caching of unknown ids and
 missing objects, each within its configured bound. Origin requests are counted at the proxy.
 
-The edges here keep those bounds on a clock the test moves (``edges_on_clock``): each check
+The edges here keep those bounds on a clock the test moves (``start_edge(clock=...)``): each check
 is made at an exact age, before or at its bound, and none waits for real time to pass."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import pytest
 
 from origin import layout
 from tests.conftest import Catalog
-from tests.support.edge_server import EdgeServer, ManualClock, edges_on_clock
+from tests.support.edge_server import EdgeServer, ManualClock
 from tests.support.tcp_proxy import TcpProxy
 
 
@@ -24,11 +24,9 @@ def _manifest_gets(proxy: TcpProxy, track_id: str) -> int:
 
 
 @pytest.fixture
-def clock(monkeypatch: pytest.MonkeyPatch) -> ManualClock:
-    """The clock of every edge the test starts."""
-    clock = ManualClock()
-    edges_on_clock(monkeypatch, clock)
-    return clock
+def clock() -> ManualClock:
+    """The clock of the edge the test starts."""
+    return ManualClock()
 
 
 def test_near_its_ttl_a_manifest_is_served_while_one_get_refreshes_it(
@@ -41,6 +39,7 @@ def test_near_its_ttl_a_manifest_is_served_while_one_get_refreshes_it(
     track = first.track_id
     edge = start_edge(
         origin_url=proxy.url,
+        clock=clock,
         edge={"manifest_ttl_s": 60.0, "manifest_stale_while_revalidate_s": 20.0},
     )
     old = edge.get(f"/v1/tracks/{track}")
@@ -65,6 +64,7 @@ def test_past_its_ttl_a_request_waits_for_the_new_manifest(
     track = catalog.publish({"160": os.urandom(1000)}).track_id
     edge = start_edge(
         origin_url=proxy.url,
+        clock=clock,
         edge={"manifest_ttl_s": 60.0, "manifest_stale_while_revalidate_s": 3600},
     )
     old = edge.get(f"/v1/tracks/{track}")
@@ -84,6 +84,7 @@ def test_stale_if_error_serves_the_last_manifest_while_the_origin_is_down(
     track = catalog.publish({"160": data}).track_id
     edge = start_edge(
         origin_url=proxy.url,
+        clock=clock,
         origin={"retries": 0},
         edge={
             "manifest_ttl_s": 10.0,
@@ -110,7 +111,7 @@ def test_unknown_ids_are_remembered_so_a_flood_does_not_reach_the_origin(
     clock: ManualClock,
 ) -> None:
     track = f"t-{uuid.uuid4().hex[:12]}"
-    edge = start_edge(origin_url=proxy.url, edge={"negative_ttl_s": 5.0})
+    edge = start_edge(origin_url=proxy.url, clock=clock, edge={"negative_ttl_s": 5.0})
     for _ in range(20):
         reply = edge.get(f"/v1/tracks/{track}/160")
         assert reply.status == 404
@@ -134,7 +135,7 @@ def test_a_missing_audio_object_is_remembered_too(
     manifest = catalog.publish({"160": os.urandom(5000)})
     key = manifest.renditions["160"].key
     catalog.delete(key)  # a manifest naming an object that is gone
-    edge = start_edge(origin_url=proxy.url, edge={"negative_ttl_s": 5.0})
+    edge = start_edge(origin_url=proxy.url, clock=clock, edge={"negative_ttl_s": 5.0})
     path = f"/v1/tracks/{manifest.track_id}/160"
     for _ in range(10):
         reply = edge.get(path)

@@ -5,7 +5,6 @@ unknown id costs the origin one manifest GET per negative TTL."""
 
 from __future__ import annotations
 
-import asyncio
 import http.client
 import os
 import time
@@ -19,7 +18,7 @@ from edge.next_track import BURST, REFILL_S, HintBudget, parse_hint
 from edge.signing import signed_query
 from origin import layout
 from tests.conftest import TEST_SLICE_BYTES, Catalog
-from tests.support.edge_server import Counters, EdgeServer
+from tests.support.edge_server import Counters, EdgeServer, ManualClock
 from tests.support.tcp_proxy import TcpProxy
 
 SLICE = TEST_SLICE_BYTES
@@ -32,9 +31,7 @@ def _signed(path: str, ttl_s: int = 600) -> str:
 
 def _prefetch_idle(edge: EdgeServer) -> None:
     """Until every prefetch job queued so far (the hints' warms) has run."""
-    app = edge._runner.app if edge._runner is not None else None
-    assert app is not None
-    asyncio.run_coroutine_threadsafe(app[tracks.PREFETCHER].idle(), edge._loop).result(30)
+    edge.call(lambda app: app[tracks.PREFETCHER].idle())
 
 
 def _manifest_gets(proxy: TcpProxy, track_id: str) -> int:
@@ -87,9 +84,17 @@ def test_a_connection_gets_a_burst_of_hints_then_one_per_refill() -> None:
 
 
 @pytest.fixture
-def signed_edge(proxy: TcpProxy, start_edge: Callable[..., EdgeServer]) -> EdgeServer:
+def clock() -> ManualClock:
+    return ManualClock()
+
+
+@pytest.fixture
+def signed_edge(
+    proxy: TcpProxy, start_edge: Callable[..., EdgeServer], clock: ManualClock
+) -> EdgeServer:
     return start_edge(
         origin_url=proxy.url,
+        clock=clock,
         auth={"signing_keys": {"k1": SECRET}},
         cache={"next_track_slices": 2},
     )
@@ -156,33 +161,33 @@ def test_a_signed_hint_warms_only_the_first_slices_of_one_rendition(
 
 
 def test_one_connection_cannot_flood_hints(
-    catalog: Catalog, proxy: TcpProxy, signed_edge: EdgeServer
+    catalog: Catalog, proxy: TcpProxy, signed_edge: EdgeServer, clock: ManualClock
 ) -> None:
     playing = catalog.publish({"160": os.urandom(SLICE)})
     url = _signed(f"/v1/tracks/{playing.track_id}/160")
     hinted = [catalog.publish({"160": os.urandom(SLICE)}) for _ in range(12)]
+    hints = [_signed(f"/v1/tracks/{manifest.track_id}") for manifest in hinted]
     counters = Counters(signed_edge)
     conn = http.client.HTTPConnection("127.0.0.1", signed_edge.port, timeout=15)
-    started = time.monotonic()
     try:
-        first_hint = _signed(f"/v1/tracks/{hinted[0].track_id}")
         for _ in range(5):  # a player repeats its hint with every range request
-            _get(conn, url, first_hint)
-        for manifest in hinted[1:]:
-            _get(conn, url, _signed(f"/v1/tracks/{manifest.track_id}"))
+            _get(conn, url, hints[0])
+        for hint in hints[1:-1]:
+            _get(conn, url, hint)
+        clock.advance(REFILL_S)  # one more hint's worth
+        _get(conn, url, hints[-1])
     finally:
         conn.close()
-    elapsed = time.monotonic() - started
     _prefetch_idle(signed_edge)
 
-    accepted = counters.delta("encore_next_track_hints_total", outcome="accepted")
     assert counters.delta("encore_next_track_hints_total", outcome="repeat") == 4
-    assert accepted <= BURST + elapsed // REFILL_S
+    assert counters.delta("encore_next_track_hints_total", outcome="accepted") == BURST + 1
     assert counters.delta("encore_next_track_hints_total", outcome="rate_limited") == (
-        len(hinted) - accepted
+        len(hinted) - BURST - 1
     )
     warmed = [m for m in hinted if proxy.gets(m.renditions["160"].key)]
-    assert len(warmed) == accepted
+    assert warmed == [*hinted[:BURST], hinted[-1]]
+    accepted = BURST + 1
     # Another connection has a budget of its own.
     reply = signed_edge.get(
         url, Range="bytes=0-0", X_Encore_Next=_signed(f"/v1/tracks/{hinted[-1].track_id}")

@@ -7,10 +7,8 @@ import json
 import os
 from collections.abc import Callable
 
-import pytest
-
 from tests.conftest import TEST_SLICE_BYTES, Catalog
-from tests.support.edge_server import EdgeServer, ManualClock, edges_on_clock
+from tests.support.edge_server import EdgeServer, ManualClock
 from tests.support.tcp_proxy import SeenRequest, TcpProxy, canned_response
 
 SLICE = TEST_SLICE_BYTES
@@ -112,14 +110,13 @@ def test_the_breaker_fails_misses_fast_keeps_serving_hits_and_closes_on_its_own(
     catalog: Catalog,
     proxy: TcpProxy,
     start_edge: Callable[..., EdgeServer],
-    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     hot_path, _, hot = _track(catalog)
     cold_path, cold_key, cold = _track(catalog)
     clock = ManualClock()  # the breaker's: its open period passes when the test says so
-    edges_on_clock(monkeypatch, clock)
     edge = start_edge(
         origin_url=proxy.url,
+        clock=clock,
         origin={"retries": 0, "breaker_failures": 3, "breaker_open_s": 30.0},
     )
     assert edge.get(hot_path).body == hot

@@ -8,24 +8,18 @@ from __future__ import annotations
 import asyncio
 import email.parser
 import email.policy
-import functools
 import http.client
 import threading
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
-import pytest
 from aiohttp import web
 from prometheus_client.parser import text_string_to_metric_families
 
-from edge import app as edge_app
-from edge import slice_store
 from edge.app import create_app
-from edge.breaker import CircuitBreaker
-from edge.fills import FillBoard
 from edge.http_server import EdgeRunner
-from edge.manifests import ManifestStore
 from edge.settings import Settings
 
 T = TypeVar("T")
@@ -58,8 +52,11 @@ MetricKey = tuple[str, frozenset[tuple[str, str]]]
 
 
 class EdgeServer:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, clock: Callable[[], float] = time.monotonic) -> None:
+        """``clock``: the edge's own monotonic clock (see ``edge.app.CLOCK``), for tests that
+        move time themselves (:class:`ManualClock`)."""
         self.settings = settings
+        self.clock = clock
         self.port = 0
         self._loop = asyncio.new_event_loop()
         self._ready = threading.Event()
@@ -90,7 +87,7 @@ class EdgeServer:
         self._loop.close()
 
     async def _start(self) -> None:
-        self._runner = EdgeRunner(create_app(self.settings), self.settings)
+        self._runner = EdgeRunner(create_app(self.settings, clock=self.clock), self.settings)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
         await site.start()
@@ -177,13 +174,3 @@ class ManualClock:
 
     def advance(self, seconds: float) -> None:
         self.now += seconds
-
-
-def edges_on_clock(monkeypatch: pytest.MonkeyPatch, clock: Callable[[], float]) -> None:
-    """Edges started after this (in this test) read ``clock`` for the bounds they keep with a
-    monotonic clock: manifest TTLs, both negative caches, the breaker's open period. The app
-    factory gets the real classes, only with ``clock`` passed in. Waits on the event loop
-    (origin deadlines, fill waits, backoff) keep the loop's clock."""
-    monkeypatch.setattr(edge_app, "ManifestStore", functools.partial(ManifestStore, clock=clock))
-    monkeypatch.setattr(edge_app, "CircuitBreaker", functools.partial(CircuitBreaker, clock=clock))
-    monkeypatch.setattr(slice_store, "FillBoard", functools.partial(FillBoard, clock=clock))
