@@ -32,6 +32,7 @@ from cachetools import TTLCache
 
 from edge import metrics
 from edge.errors import EncoreError, NotFound, OriginTimeout, OriginUnavailable, Unavailable
+from edge.http_server import MAX_WRITE_BYTES
 from edge.origin_guard import OriginGuard
 
 log = logging.getLogger(__name__)
@@ -124,7 +125,10 @@ class _Push:
         no more to it (all written, the client gone or congested)."""
         if self.gone or self.congested:
             return True
-        end = min(filled, self.stop)
+        available = min(filled, self.stop)
+        # One write at most MAX_WRITE_BYTES (a late joiner may find a whole slice waiting): a
+        # connection never queues more than that at once; the rest is the reader's to write.
+        end = min(available, self.position + MAX_WRITE_BYTES)
         if end > self.position:
             try:
                 written = self.client.send_now(view[self.position : end])
@@ -136,7 +140,7 @@ class _Push:
                 return True
             self.position = end
             self.fresh = False
-            if self.position < self.stop and self.client.congested:
+            if self.position < self.stop and (end < available or self.client.congested):
                 self.congested = True
                 return True
         return self.position >= self.stop

@@ -11,6 +11,7 @@ import pytest
 
 from edge.errors import OriginUnavailable
 from edge.fills import FIRST_BYTES, Pushed, Run, SliceFill, StoredObject
+from edge.http_server import MAX_WRITE_BYTES
 
 DATA = bytes(range(200)) * 5  # 1000 bytes
 
@@ -105,6 +106,18 @@ async def test_a_reader_gets_its_own_range_and_what_arrived_before_it_came() -> 
     assert late.received == DATA[250:700]
     assert _complete([await fill.push(early, 0, 100, 5)], 100)  # no wait at all
     assert early.received == DATA[:100]
+
+
+async def test_a_late_reader_is_written_one_bounded_write_and_handed_back() -> None:
+    """A reader that joins a large slice already in memory gets at most MAX_WRITE_BYTES from
+    the fill: the rest is its own to write, with flow control."""
+    size = 3 * MAX_WRITE_BYTES
+    fill = _fill(size)
+    fill.write(memoryview(bytes(size)))
+    late = Client()
+    pushed = await fill.push(late, 0, size, 5)
+    assert (pushed.position, pushed.gone, pushed.error) == (MAX_WRITE_BYTES, False, None)
+    assert [len(chunk) for chunk in late.chunks] == [MAX_WRITE_BYTES]
 
 
 async def test_a_reader_that_leaves_is_dropped_and_the_others_go_on() -> None:
