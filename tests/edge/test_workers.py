@@ -57,13 +57,14 @@ def test_two_workers_serve_the_same_cold_slices_correctly(
 
     with concurrent.futures.ThreadPoolExecutor(max_workers=16) as pool:
         assert all(pool.map(fetch, requests))
-    time.sleep(1)  # background disk writes
+    # Both workers' counters are on /metrics, whichever worker answers.
+    assert node.metric("encore_requests_total", route="rendition", status="206") == len(requests)
+    node.process.send_signal(signal.SIGTERM)  # which lets every pending disk write land
+    assert node.process.wait(30) == 0
     files = node.slice_files()
     assert files
     assert all(_valid(path) for path in files)
     assert sum(p.stat().st_size for p in files) <= 20 * (TEST_SLICE_BYTES + 200)
-    # Both workers' counters are on /metrics, whichever worker answers.
-    assert node.metric("encore_requests_total", route="rendition", status="206") == len(requests)
 
 
 def test_restart_keeps_hits_for_every_worker(
@@ -107,7 +108,10 @@ def test_sigterm_drains_in_flight_requests(
 
         thread = threading.Thread(target=slow_request)
         thread.start()
-        time.sleep(0.5)  # the request is in flight, waiting on the slow origin
+        deadline = time.monotonic() + 10
+        while not proxy.gets(".ogg"):  # the request is in flight, waiting on the slow origin
+            assert time.monotonic() < deadline, "the request never reached the origin"
+            time.sleep(0.01)
         node.process.send_signal(signal.SIGTERM)
         thread.join(30)
         status, body, _ = result["reply"]
