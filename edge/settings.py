@@ -92,8 +92,9 @@ def _text(pattern: str | None = None, hint: str = "") -> Parser:
     return parse
 
 
-def _structured(value: object) -> object:
-    """Env values for lists and tables are JSON or TOML (``["a","b"]``, ``{k = "v"}``)."""
+def _structured(value: object, *, secret: bool = False) -> object:
+    """Env values for lists and tables are JSON or TOML (``["a","b"]``, ``{k = "v"}``).
+    ``secret``: the value holds secrets, so an error must not quote it."""
     if not isinstance(value, str):
         return value
     try:
@@ -103,7 +104,8 @@ def _structured(value: object) -> object:
     try:
         return tomllib.loads(f"v = {value}")["v"]
     except tomllib.TOMLDecodeError:
-        raise ValueError(f"expected a JSON or TOML list/table, got {value!r}") from None
+        shown = "a value that is neither (not shown: it holds secrets)" if secret else repr(value)
+        raise ValueError(f"expected a JSON or TOML list/table, got {shown}") from None
 
 
 _V4_MAPPED = ipaddress.IPv6Network("::ffff:0:0/96")
@@ -135,7 +137,7 @@ MIN_SECRET_CHARS = 16
 
 
 def _signing_keys(value: object) -> Mapping[str, str]:
-    value = _structured(value)
+    value = _structured(value, secret=True)
     if not isinstance(value, dict) or not all(
         isinstance(k, str) and isinstance(v, str) for k, v in value.items()
     ):
