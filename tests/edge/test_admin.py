@@ -1,7 +1,9 @@
-"""The admin listener and ``POST /admin/warm``, and ``encore-edge warm --top FILE`` against it."""
+"""The admin listener and ``POST /admin/warm``, and ``encore-edge warm --top FILE`` against it;
+bodies no real request sends (nested thousands deep) are a 400 like any other bad body."""
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import sys
@@ -110,6 +112,31 @@ def test_the_admin_api_needs_the_token_and_is_not_on_the_public_port(
     assert _admin(port, body, path=path)[0] == 200
 
 
+DEEP = 100_000
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"[" * DEEP + b"]" * DEEP,
+        b'{"tracks": ' + b"[" * DEEP + b"]" * DEEP + b"}",
+        b'{"tracks": ["a", ' + b"[" * DEEP + b"]" * DEEP + b'], "slices": 1}',
+    ],
+    ids=["list", "tracks", "inside_tracks"],
+)
+def test_a_deeply_nested_body_is_a_400_not_a_500(
+    admin_edge: tuple[EdgeServer, int], body: bytes, caplog: pytest.LogCaptureFixture
+) -> None:
+    _, port = admin_edge
+    with caplog.at_level(logging.ERROR):
+        for path in ("/admin/warm", "/admin/purge"):
+            status, answer = _admin(port, body, path=path)
+            assert (status, answer["error"]) == (400, "bad_body"), (path, answer)
+            assert "nested too deeply" in answer["message"]
+        assert _admin(port, None, path="/admin/stats")[0] == 200  # the listener is fine
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
+
+
 def test_without_a_token_there_is_no_admin_listener(
     start_edge: Callable[..., EdgeServer],
 ) -> None:
@@ -166,7 +193,11 @@ def test_warm_cli_reads_a_top_list_and_reports(
     ("config_text", "top_text", "error"),
     [
         ('[admin]\ntoken = ""\n', "a\n", "admin.token is not set"),
-        ('[admin]\ntoken = "{wrong}"\n', "ok-id\nbad/id\n", "top.txt:2: 'bad/id' is not a track id"),
+        (
+            '[admin]\ntoken = "{wrong}"\n',
+            "ok-id\nbad/id\n",
+            "top.txt:2: 'bad/id' is not a track id",
+        ),
         ('[admin]\ntoken = "{wrong}"\n', "# nothing\n\n", "lists no track ids"),
         ('[admin]\ntoken = "{wrong}"\nport = {free}\n', "a\n", "cannot reach the admin API"),
         ('[admin]\ntoken = "{wrong}"\nport = {admin}\n', "a\n", "refused the admin token"),

@@ -1,4 +1,5 @@
-"""``encore-edge`` as an operator runs it: a real process, a config file, signals."""
+"""``encore-edge`` as an operator runs it: a real process, a config file, signals; ``sign``
+keeping to the node's longest URL lifetime."""
 
 from __future__ import annotations
 
@@ -17,9 +18,11 @@ from tests.conftest import Catalog, S3Target
 EDGE = [sys.executable, "-m", "edge"]
 
 
-def _run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def _run(
+    *args: str, env: dict[str, str] | None = None, timeout_s: float = 60
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [*EDGE, *args], capture_output=True, text=True, timeout=60, env=env, check=False
+        [*EDGE, *args], capture_output=True, text=True, timeout=timeout_s, env=env, check=False
     )
 
 
@@ -46,6 +49,54 @@ def test_missing_config_and_missing_region(tmp_path: Path) -> None:
     env = {**os.environ, "ENCORE_SERVER__PORT": "99999"}
     result = _run("serve", "--config", str(config), env=env)
     assert "ENCORE_SERVER__PORT (server.port): must be between 0 and 65535" in result.stderr
+
+
+def test_a_short_admin_token_stops_startup_with_one_line(tmp_path: Path) -> None:
+    config = tmp_path / "edge.toml"
+    config.write_text(
+        f'[server]\nhost = "127.0.0.1"\nport = {free_port()}\nworkers = 1\n'
+        f'[edge]\nregion = "SE"\n[admin]\nport = {free_port()}\ntoken = "fifteen-chars.."\n'
+    )
+    # A node that (wrongly) starts would serve until killed: the timeout ends it.
+    result = _run("serve", "--config", str(config), timeout_s=30)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, lines
+    assert lines[0].startswith("encore-edge: config error: admin.token: ")
+    assert "shorter than 16 characters" in lines[0]
+    assert "fifteen-chars" not in lines[0]  # the token itself is not printed
+
+
+def _sign_config(tmp_path: Path, name: str, auth: str = "") -> Path:
+    config = tmp_path / name
+    config.write_text(
+        f'[edge]\nregion = "SE"\n[auth]\nsigning_keys = {{ k1 = "0123456789abcdef-k1" }}\n{auth}'
+    )
+    return config
+
+
+def _signed_exp(result: subprocess.CompletedProcess[str]) -> int:
+    assert result.returncode == 0, result.stderr
+    query = result.stdout.strip().partition("?")[2]
+    return int(dict(pair.split("=", 1) for pair in query.split("&"))["exp"])
+
+
+def test_sign_keeps_to_max_ttl_s(tmp_path: Path) -> None:
+    path = "/v1/tracks/demo-001/160"
+    week = 7 * 86_400
+    for config, longest in (
+        (_sign_config(tmp_path, "default.toml"), week),
+        (_sign_config(tmp_path, "hour.toml", "max_ttl_s = 3600\n"), 3600),
+    ):
+        refused = _run("sign", "--config", str(config), path, "--ttl", str(longest + 1))
+        assert (refused.returncode, refused.stdout) == (1, "")
+        assert refused.stderr.splitlines() == [
+            f"encore-edge sign: --ttl must be 1 to {longest} seconds (auth.max_ttl_s), "
+            f"got {longest + 1}"
+        ]
+        started = time.time()
+        exp = _signed_exp(_run("sign", "--config", str(config), path, "--ttl", str(longest)))
+        assert started + longest - 1 <= exp <= time.time() + longest
 
 
 def _wait_healthy(url: str, process: subprocess.Popen[bytes], timeout_s: float = 30) -> None:

@@ -1,6 +1,6 @@
 """The client's region: the header only from trusted proxies, then the CIDR table (longest
 prefix), then the node's region. Unit cases on the resolver, and real requests from several
-loopback source addresses."""
+loopback source addresses, with networks written as IPv4 or as IPv4-mapped IPv6."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ import pytest
 
 from edge.client_region import RegionResolver
 from edge.errors import BadRequest
+from edge.settings import load_settings
 from origin.license import License
 from tests.conftest import TEST_SLICE_BYTES, Catalog
 from tests.support.edge_server import Counters, EdgeServer
@@ -106,3 +107,32 @@ def test_a_trusted_proxy_header_decides_and_a_bad_one_is_a_400(
     reply = edge.get(path, X_Client_Region="USA")
     assert reply.status == 400
     assert json.loads(reply.body)["error"] == "invalid_client_region"
+
+
+def test_v4_mapped_networks_in_the_config_match_ipv4_peers(
+    catalog: Catalog, start_edge: Callable[..., EdgeServer]
+) -> None:
+    us_only = catalog.publish({"160": os.urandom(100)}, license=License(("US",)))
+    no_only = catalog.publish({"160": os.urandom(100)}, license=License(("NO",)))
+    # Parsed as the node parses its config (start_edge takes the values as they are).
+    parsed = load_settings(
+        None,
+        env={
+            "ENCORE_EDGE__TRUSTED_PROXIES": '["::ffff:127.0.0.1/128"]',
+            "ENCORE_EDGE__CLIENT_REGION_CIDRS": '{"::ffff:127.0.0.2/128" = "NO"}',
+        },
+    ).edge
+    edge = start_edge(
+        edge={
+            "trusted_proxies": parsed.trusted_proxies,
+            "client_region_cidrs": parsed.client_region_cidrs,
+        }
+    )
+    tracks = (us_only.track_id, no_only.track_id)
+
+    def statuses(source: str) -> list[int]:
+        spoof = {"X-Client-Region": "US"}
+        return [_get(edge.port, f"/v1/tracks/{t}/160", source, spoof)[0] for t in tracks]
+
+    assert statuses("127.0.0.1") == [200, 451]  # a trusted proxy: its US header decides
+    assert statuses("127.0.0.2") == [451, 200]  # not trusted: the table places it in Norway

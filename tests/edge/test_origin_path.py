@@ -1,17 +1,22 @@
 """What the edge asks of the origin, counted at the origin side by a TCP proxy, and how origin
-faults reach the player."""
+faults reach the player: as JSON errors that never name a bucket key (the key goes to the
+edge's log instead)."""
 
 from __future__ import annotations
 
 import http.client
 import json
+import logging
 import os
 import re
 import time
+import uuid
 from collections.abc import Callable
 
 import pytest
 
+from origin import layout
+from origin.manifest import MAX_MANIFEST_BYTES
 from tests.conftest import TEST_SLICE_BYTES, Catalog
 from tests.support.edge_server import Counters, EdgeServer
 from tests.support.tcp_proxy import TcpProxy
@@ -147,3 +152,78 @@ def test_truncated_origin_body_breaks_the_client_connection(
     reply = edge.get(path)
     assert reply.body == data
     assert reply.header("X-Cache") == "MISS"
+
+
+def _keyless_error(body: bytes, key: str) -> str:
+    """The error code of a JSON error body that names no bucket key."""
+    doc = json.loads(body)
+    assert set(doc) == {"error", "message"}, doc
+    assert key not in doc["message"], doc
+    assert "tracks/" not in doc["message"], doc
+    return str(doc["error"])
+
+
+def _warnings_naming(caplog: pytest.LogCaptureFixture, key: str) -> list[str]:
+    return [
+        r.getMessage()
+        for r in caplog.records
+        if r.levelno == logging.WARNING and key in r.getMessage()
+    ]
+
+
+def test_an_object_the_bucket_lacks_is_a_404_naming_no_key(
+    catalog: Catalog, edge: EdgeServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    manifest = catalog.publish({"160": os.urandom(1000)})
+    key = manifest.renditions["160"].key
+    catalog.delete(key)  # the manifest still names it
+    with caplog.at_level(logging.WARNING):
+        reply = edge.get(f"/v1/tracks/{manifest.track_id}/160")
+    assert reply.status == 404
+    assert _keyless_error(reply.body, key) == "origin_not_found"
+    assert len(_warnings_naming(caplog, key)) == 1  # the operator's to fix: the key is logged
+
+
+def test_a_content_range_mismatch_is_a_502_naming_no_key(
+    catalog: Catalog, edge: EdgeServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    manifest = catalog.publish({"160": os.urandom(3 * SLICE)})
+    key = manifest.renditions["160"].key
+    catalog.put_raw(key, os.urandom(2 * SLICE))  # replaced behind the manifest's back
+    with caplog.at_level(logging.WARNING):
+        reply = edge.get(f"/v1/tracks/{manifest.track_id}/160", Range="bytes=0-9")
+    assert reply.status == 502
+    assert _keyless_error(reply.body, key) == "origin_object_mismatch"
+    assert _warnings_naming(caplog, key)
+
+
+def test_a_manifest_body_cut_short_on_every_try_is_a_502_naming_no_key(
+    catalog: Catalog,
+    proxy: TcpProxy,
+    start_edge: Callable[..., EdgeServer],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    track_id = f"cut-{uuid.uuid4().hex[:12]}"
+    key = layout.manifest_key(track_id)
+    catalog.put_raw(key, b" " * 50_000)
+    edge = start_edge(origin_url=proxy.url, origin={"retries": 2, "retry_backoff_s": 0.01})
+    proxy.faults.truncate_response_at = 10_000  # past the head, well short of the body
+    with caplog.at_level(logging.WARNING):
+        reply = edge.get(f"/v1/tracks/{track_id}")
+    assert reply.status == 502
+    assert _keyless_error(reply.body, key) == "origin_truncated"
+    assert len(proxy.gets(key)) == 3  # retried, then given up
+    assert _warnings_naming(caplog, key)
+
+
+def test_an_oversized_manifest_is_a_502_naming_no_key(
+    catalog: Catalog, edge: EdgeServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    track_id = f"big-{uuid.uuid4().hex[:12]}"
+    key = layout.manifest_key(track_id)
+    catalog.put_raw(key, b" " * (MAX_MANIFEST_BYTES + 1))
+    with caplog.at_level(logging.WARNING):
+        reply = edge.get(f"/v1/tracks/{track_id}/160")
+    assert reply.status == 502
+    assert _keyless_error(reply.body, key) == "bad_origin_data"
+    assert _warnings_naming(caplog, key)

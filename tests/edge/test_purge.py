@@ -1,8 +1,10 @@
 """``POST /admin/purge`` and ``GET /admin/stats``: a licence change applies within the manifest
-TTL, or at once after a purge, on every worker; purged slices leave memory and disk."""
+TTL, or at once after a purge, on every worker; purged slices leave memory and disk; a purge
+landing while a manifest loads leaves the next load single-flight."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import time
@@ -10,13 +12,18 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from aiohttp import web
 
+from edge import tracks
+from edge.client_view import LoadedManifest
+from origin import layout
 from origin.license import License
 from origin.local_s3 import free_port
 from tests.conftest import TEST_SLICE_BYTES, Catalog
 from tests.support.admin_client import admin_request
 from tests.support.edge_node import Node
 from tests.support.edge_server import EdgeServer
+from tests.support.tcp_proxy import SeenRequest, TcpProxy
 
 SLICE = TEST_SLICE_BYTES
 TOKEN = "purge-admin-token-0123"
@@ -127,3 +134,44 @@ def test_a_purge_reaches_every_worker_and_the_disk(
     while _admin(port, "/admin/stats")[1]["totals"]["disk"]["slices"] != 4:
         assert time.monotonic() < deadline
         time.sleep(0.05)
+
+
+def test_a_purge_during_a_manifest_load_leaves_the_next_load_single_flight(
+    catalog: Catalog, proxy: TcpProxy, start_edge: Callable[..., EdgeServer]
+) -> None:
+    track_id = catalog.publish({"160": os.urandom(1000)}).track_id
+    key = layout.manifest_key(track_id)
+    edge = start_edge(origin_url=proxy.url)
+    # Load A answers after 0.3 s, load B after 1 s: A ends while B is in flight. (A third
+    # load, which must not happen, would answer at once.)
+    latencies = iter([0.3, 1.0])
+
+    def slow_manifests(request: SeenRequest) -> bool:
+        proxy.faults.latency_s = next(latencies, 0.0) if key in request.path else 0.0
+        return True
+
+    proxy.faults.on_request = slow_manifests
+
+    def manifest_gets() -> int:
+        return sum(1 for r in proxy.gets() if key in r.path)
+
+    async def scenario(app: web.Application) -> tuple[LoadedManifest, LoadedManifest]:
+        store = app[tracks.MANIFESTS]
+        load_a = asyncio.ensure_future(store.get(track_id))
+        deadline = asyncio.get_running_loop().time() + 10
+        while manifest_gets() < 1:  # A's GET has reached the origin: it is held there
+            assert asyncio.get_running_loop().time() < deadline, "load A never started"
+            await asyncio.sleep(0.001)
+        assert store.forget(track_id) is False  # a purge lands: nothing was cached yet
+        load_b = asyncio.ensure_future(store.get(track_id))
+        await asyncio.sleep(0)  # B takes the single-flight slot
+        await load_a
+        assert not load_b.done()
+        during_b = await store.get(track_id)  # must join B, not load a third time
+        return during_b, await load_b
+
+    during_b, loaded_b = edge.call(scenario)  # on the edge's loop, where its state lives
+    assert manifest_gets() == 2  # A and B: the request during B made no GET of its own
+    assert during_b is loaded_b
+    assert edge.get(f"/v1/tracks/{track_id}").status == 200
+    assert manifest_gets() == 2  # B's manifest is the one cached

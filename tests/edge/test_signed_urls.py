@@ -1,9 +1,13 @@
 """Signed URLs: the scheme against an independent HMAC (openssl), every refusal with its own
-code and none reaching the origin, key rotation, region binding, clock skew, and
-``encore-edge sign`` minting URLs a real edge accepts."""
+code and none reaching the origin, key rotation, region binding, clock skew, a strict ``exp``,
+the longest lifetime a URL may have (``auth.max_ttl_s``), and ``encore-edge sign`` minting URLs
+a real edge accepts."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import json
 import os
 import subprocess
@@ -23,6 +27,7 @@ from tests.support.tcp_proxy import TcpProxy
 OLD, NEW = "old-0123456789abcdef", "new-fedcba9876543210"
 KEYS = {"k-old": OLD, "k-new": NEW}
 SKEW_S = 30
+WEEK_S = 7 * 86_400  # auth.max_ttl_s by default
 
 
 def test_the_signature_matches_an_independent_hmac() -> None:
@@ -107,6 +112,79 @@ def test_every_bad_signature_is_a_403_with_its_own_code_and_no_origin_request(
     # Probes, metrics and CORS preflights need no signature.
     assert edge.get("/healthz").status == 200
     assert edge.request("OPTIONS", path).status == 204
+
+
+def _hmac_over(secret: str, path: str, exp_text: str) -> str:
+    """The signature of ``exp_text`` exactly as written (``signature`` takes an int)."""
+    digest = hmac.new(secret.encode(), f"{path}\n{exp_text}".encode(), hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+
+
+def test_exp_is_whole_unix_seconds_of_at_most_12_digits_without_a_leading_zero(
+    catalog: Catalog, proxy: TcpProxy, signed_edge: EdgeServer
+) -> None:
+    manifest = catalog.publish({"160": os.urandom(1000)})
+    path = f"/v1/tracks/{manifest.track_id}/160"
+    exp = int(time.time()) + 300
+    counters = Counters(signed_edge)
+    before = len(proxy.requests)
+
+    def url(exp_text: str, sig: str) -> str:
+        return f"{path}?exp={exp_text}&kid=k-new&sig={sig}"
+
+    far = str(10**12)  # 13 digits, and the HMAC is right for it
+    padded = f"0{exp}"  # the same moment with a leading zero
+    refused = [
+        url(far, _hmac_over(NEW, path, far)),
+        url(padded, _hmac_over(NEW, path, padded)),
+        url(padded, signature(NEW, path, exp)),  # the HMAC of the number it reads as
+        url("0", _hmac_over(NEW, path, "0")),
+        url(f"00{exp}", signature(NEW, path, exp)),
+    ]
+    for bad in refused:
+        assert _refusal(signed_edge, bad) == "signature_invalid", bad
+    assert len(proxy.requests) == before
+    assert counters.delta("encore_signature_rejections_total", reason="signature_invalid") == len(
+        refused
+    )
+    assert signed_edge.get(url(str(exp), signature(NEW, path, exp))).status == 200
+
+
+def test_a_url_that_lives_longer_than_max_ttl_is_refused(
+    catalog: Catalog, proxy: TcpProxy, signed_edge: EdgeServer
+) -> None:
+    manifest = catalog.publish({"160": os.urandom(1000)})
+    path = f"/v1/tracks/{manifest.track_id}/160"
+    now = int(time.time())
+    counters = Counters(signed_edge)
+    before = len(proxy.requests)
+
+    too_long = [now + WEEK_S + SKEW_S + 60, now + 366 * 86_400, 99_999_999_999]
+    for exp in too_long:
+        reply = signed_edge.get(_signed(path, exp=exp))
+        assert reply.status == 403, exp
+        doc = json.loads(reply.body)
+        assert doc["error"] == "signature_lifetime_exceeded"
+        assert "604800 s" in doc["message"]
+    assert len(proxy.requests) == before  # refused before anything reached the origin
+    lifetime = {"reason": "signature_lifetime_exceeded"}
+    assert counters.delta("encore_signature_rejections_total", **lifetime) == len(too_long)
+    # A URL of exactly the longest lifetime is good (a second of clock drift is in the skew).
+    assert signed_edge.get(_signed(path, exp=now + WEEK_S)).status == 200
+
+
+def test_max_ttl_s_sets_the_longest_lifetime(
+    catalog: Catalog, start_edge: Callable[..., EdgeServer]
+) -> None:
+    manifest = catalog.publish({"160": os.urandom(1000)})
+    path = f"/v1/tracks/{manifest.track_id}/160"
+    edge = start_edge(auth={"signing_keys": KEYS, "clock_skew_s": 0.0, "max_ttl_s": 3600.0})
+    now = int(time.time())
+    assert edge.get(_signed(path, exp=now + 3600)).status == 200
+    assert _refusal(edge, _signed(path, exp=now + 3600 + 5)) == "signature_lifetime_exceeded"
+    # The lifetime is checked after the signature: a forged exp learns nothing from it.
+    forged = _signed(path, exp=now + 3600 + 5, secret="not-the-secret-at-all")
+    assert _refusal(edge, forged) == "signature_invalid"
 
 
 def test_a_region_bound_signature_holds_only_in_that_region(

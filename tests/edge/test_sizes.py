@@ -1,3 +1,6 @@
+"""Byte sizes as the config writes them: units, exactness (no float rounding, whole bytes
+only), and how they are printed."""
+
 from __future__ import annotations
 
 import pytest
@@ -25,6 +28,26 @@ def test_parses_sizes(text: str | int, expected: int) -> None:
 @pytest.mark.parametrize("text", ["", "KiB", "12 parsecs", "1K", "-5", "1e3", "ten", "1..2MB"])
 def test_rejects_non_sizes(text: str) -> None:
     with pytest.raises(ValueError, match=r"size|unit"):
+        parse_size(text)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("9007199254740993", 2**53 + 1),  # the first integer a float cannot hold
+        ("9007199254740993B", 2**53 + 1),
+        ("9007199254740993.0", 2**53 + 1),
+        ("12345678901234567891", 12345678901234567891),
+        ("8796093022208.0009765625KiB", 2**53 + 1),  # 2**43 KiB and one byte
+    ],
+)
+def test_large_sizes_are_exact(text: str, expected: int) -> None:
+    assert parse_size(text) == expected
+
+
+@pytest.mark.parametrize("text", ["0.5B", "1.0001KiB", "1.5", "0.3KiB", "1.0000000000000001TiB"])
+def test_a_size_must_come_to_whole_bytes(text: str) -> None:
+    with pytest.raises(ValueError, match="is not a whole number of bytes"):
         parse_size(text)
 
 
