@@ -13,11 +13,12 @@ from edge.settings import OriginSettings
 
 
 def open_s3_client(
-    settings: OriginSettings, *, retries: int = 1
+    settings: OriginSettings, *, retries: int = 1, credentials: tuple[str, str] | None = None
 ) -> AbstractAsyncContextManager[Any]:
     """An aiobotocore S3 client with a bounded pool and timeouts; use it as ``async with``.
 
-    Credentials come from the standard AWS chain (``AWS_ACCESS_KEY_ID`` and friends).
+    Credentials come from the standard AWS chain (``AWS_ACCESS_KEY_ID`` and friends), unless
+    ``credentials`` (access key, secret) are given: then those, and nothing else.
     """
     config = AioConfig(
         # S3-compatible servers (rclone, older MinIO, GCS interop) send whole-object checksums on
@@ -35,7 +36,16 @@ def open_s3_client(
         endpoint_url=settings.endpoint_url or None,
         region_name=settings.region_name,
         config=config,
+        **_explicit(credentials),
     )
+
+
+def _explicit(credentials: tuple[str, str] | None) -> dict[str, str]:
+    if credentials is None:
+        return {}
+    access_key, secret_key = credentials
+    # Given outright, they are the whole credentials: botocore reads no session token then.
+    return {"aws_access_key_id": access_key, "aws_secret_access_key": secret_key}
 
 
 def http_status(exc: ClientError) -> int | None:

@@ -8,7 +8,10 @@ import os
 import re
 import subprocess
 import sys
-from dataclasses import dataclass
+from collections.abc import Mapping
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass, field
+from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
@@ -35,33 +38,56 @@ def encoded(tmp_path_factory: pytest.TempPathFactory) -> dict[str, RenditionFile
     return {file.name: file for file in files}
 
 
+# What the AWS chain reads from the environment besides the key pair: a command given a key
+# pair of its own must not pick up a session token meant for another server.
+_AMBIENT_ONLY = ("AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN", "AWS_PROFILE")
+
+
 @dataclass(frozen=True)
 class OriginCli:
-    """``python -m origin`` as an operator runs it, pointed at one S3 endpoint and bucket."""
+    """``python -m origin`` as an operator runs it, pointed at one S3 endpoint and bucket.
+
+    ``credentials`` (``LocalS3.credentials_env()`` of a server a test starts itself) are used by
+    the command and by the in-process reads below; empty means the ambient AWS chain, which the
+    session's ``s3`` fixture sets for its own server (rclone, or ENCORE_TEST_S3_ENDPOINT's)."""
 
     endpoint_url: str
     bucket: str
+    credentials: Mapping[str, str] = field(default_factory=dict)
 
     def __call__(self, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
         base = {
             "ENCORE_ORIGIN__ENDPOINT_URL": self.endpoint_url,
             "ENCORE_ORIGIN__BUCKET": self.bucket,
         }
+        inherited = dict(os.environ)
+        if self.credentials:
+            for name in _AMBIENT_ONLY:
+                inherited.pop(name, None)
         return subprocess.run(
             [sys.executable, "-m", "origin", *args],
             capture_output=True,
             text=True,
             timeout=300,
-            env={**os.environ, **base, **env},
+            env={**inherited, **self.credentials, **base, **env},
             check=False,
         )
+
+    def _client(self) -> AbstractAsyncContextManager[Any]:
+        settings = make_settings(self.endpoint_url, self.bucket)
+        pair = None
+        if self.credentials:
+            pair = (
+                self.credentials["AWS_ACCESS_KEY_ID"],
+                self.credentials["AWS_SECRET_ACCESS_KEY"],
+            )
+        return open_s3_client(settings.origin, credentials=pair)
 
     def objects(self) -> dict[str, tuple[str, str]]:
         """Every object in the bucket: key -> (ETag, Last-Modified)."""
 
         async def run() -> dict[str, tuple[str, str]]:
-            settings = make_settings(self.endpoint_url, self.bucket)
-            async with open_s3_client(settings.origin) as client:
+            async with self._client() as client:
                 found = {}
                 paginator = client.get_paginator("list_objects_v2")
                 async for page in paginator.paginate(Bucket=self.bucket):
@@ -73,8 +99,7 @@ class OriginCli:
 
     def manifest_bytes(self, track_id: str) -> bytes | None:
         async def run() -> bytes | None:
-            settings = make_settings(self.endpoint_url, self.bucket)
-            async with open_s3_client(settings.origin) as client:
+            async with self._client() as client:
                 try:
                     response = await client.get_object(
                         Bucket=self.bucket, Key=layout.manifest_key(track_id)

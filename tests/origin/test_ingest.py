@@ -177,20 +177,26 @@ def test_s3_server_killed_mid_upload_publishes_nothing(
 ) -> None:
     """Kill the S3 server the moment the first new audio upload starts, then restart it on the
     same data and look: the ingest failed in one line, and no manifest was published (or the
-    one published before is byte for byte what it was)."""
+    one published before is byte for byte what it was).
+
+    This test's server is its own rclone whatever ENCORE_TEST_S3_ENDPOINT says, so everything
+    here talks to it with its credentials, never the ambient ones of the session's server. Its
+    keys differ from every other server's, so the default run catches a client that forgets."""
     data = tmp_path / "s3"
-    server = LocalS3(data, log_path=tmp_path / "rclone.log")
+    access_key, secret_key = f"crash-access-{uuid.uuid4().hex[:8]}", uuid.uuid4().hex
+
+    def own_server() -> LocalS3:
+        log = tmp_path / "rclone.log"
+        return LocalS3(data, log_path=log, access_key=access_key, secret_key=secret_key)
+
+    server = own_server()
     server.start()
     server.create_bucket("crash")
-    env = server.credentials_env()
     proxy = TcpProxy(server.host, server.port).start()
-    cli = OriginCli(proxy.url, "crash")
+    cli = OriginCli(proxy.url, "crash", server.credentials_env())
     before: bytes | None = None
     if published_before:
-        assert (
-            cli("ingest", str(source), "--track-id", "crashed", "--allow", "*", **env).returncode
-            == 0
-        )
+        assert cli("ingest", str(source), "--track-id", "crashed", "--allow", "*").returncode == 0
         before = cli.manifest_bytes("crashed")
         source = make_source(tmp_path / "new-mix.flac", 6, frequency=660)
     killed = threading.Event()
@@ -203,23 +209,23 @@ def test_s3_server_killed_mid_upload_publishes_nothing(
 
     proxy.faults.on_request = kill_on_first_audio_put
     try:
-        result = cli("ingest", str(source), "--track-id", "crashed", "--allow", "*", **env)
+        result = cli("ingest", str(source), "--track-id", "crashed", "--allow", "*")
         assert killed.is_set()
         assert one_error_line(result).startswith("encore-origin: origin unreachable: ")
     finally:
         proxy.stop()
         server.kill()
-    restarted = LocalS3(data, log_path=tmp_path / "rclone.log")
+    restarted = own_server()
     restarted.start()
     try:
-        after = OriginCli(restarted.endpoint_url, "crash")
+        after = OriginCli(restarted.endpoint_url, "crash", restarted.credentials_env())
         manifests = [key for key in after.objects() if key.endswith("manifest.json")]
         if published_before:
             assert manifests == ["tracks/crashed/manifest.json"]
             assert after.manifest_bytes("crashed") == before
         else:
             assert manifests == []
-            listed = after("ls", "--json", **restarted.credentials_env())
+            listed = after("ls", "--json")
             assert json.loads(listed.stdout) == {"tracks": []}
     finally:
         restarted.stop()
