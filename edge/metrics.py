@@ -171,8 +171,8 @@ SEND_TIMEOUTS = Counter(
 )
 NEXT_TRACK_HINTS = Counter(
     "encore_next_track_hints",
-    "Next-track hints (X-Encore-Next), by outcome: accepted, repeat, rate_limited, unsigned, "
-    "bad_signature, malformed, off.",
+    "Next-track hints (X-Encore-Next), by outcome: accepted, dropped, repeat, rate_limited, "
+    "unsigned, bad_signature, malformed, off.",
     ["outcome"],
 )
 

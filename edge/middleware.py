@@ -16,6 +16,15 @@ log = logging.getLogger(__name__)
 
 _METHODS = frozenset({"GET", "HEAD", "OPTIONS", "POST", "PUT", "DELETE", "PATCH"})
 _EXPOSED = "Content-Range, Content-Length, Accept-Ranges, ETag, X-Cache, X-Cache-Tier"
+# Codes for the errors aiohttp raises itself (routing, body limits): fixed here, not derived
+# from reason phrases, which change between Python versions (413 did in 3.13).
+_HTTP_CODES = {
+    400: "bad_request",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "body_too_large",
+    415: "unsupported_media_type",
+}
 
 
 def _route(request: web.Request) -> str:
@@ -39,7 +48,7 @@ async def handle_errors(request: web.Request, handler: Handler) -> web.StreamRes
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        code = (exc.reason or "error").lower().replace(" ", "_")
+        code = _HTTP_CODES.get(exc.status, f"http_{exc.status}")
         message = "no such resource" if exc.status == 404 else exc.reason
         headers = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
         return json_error(exc.status, code, message, headers)

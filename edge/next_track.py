@@ -59,6 +59,7 @@ class Outcome(enum.Enum):
     """What became of a hint (a metric label)."""
 
     ACCEPTED = "accepted"  # a warm was queued (the licence is checked there)
+    DROPPED = "dropped"  # prefetch is paused or its queue is full: the next repeat tries again
     REPEAT = "repeat"  # the same hint as the last one honoured on this connection
     RATE_LIMITED = "rate_limited"
     UNSIGNED = "unsigned"  # signed URLs are required and the hint carries no signature
@@ -172,8 +173,9 @@ class NextTrackHints:
                 return Outcome.BAD_SIGNATURE
         if not budget.take():
             return Outcome.RATE_LIMITED
+        if not self._prefetcher.submit(lambda: self._warm(hint, region, playing)):
+            return Outcome.DROPPED
         budget.last = value
-        self._prefetcher.submit(lambda: self._warm(hint, region, playing))
         return Outcome.ACCEPTED
 
     async def _warm(self, hint: Hint, region: str, playing: Rendition) -> None:

@@ -17,6 +17,7 @@ import logging
 from collections.abc import Awaitable, Callable
 
 from edge import metrics
+from edge.errors import Unavailable
 from edge.fills import StoredObject
 from edge.slice_store import SliceStore
 
@@ -107,10 +108,16 @@ class Prefetcher:
 
     async def fetch(self, obj: StoredObject, first: int, last: int, reason: PrefetchReason) -> int:
         """Fetch what is missing of slices ``first..last`` and wait for it; how many slices
-        this fetched (the others were cached or already in flight)."""
+        this fetched (the others were cached or already in flight). Unavailable
+        (``origin_trouble``) while prefetch is paused: nothing was fetched, and a warm must
+        not report the slices as cached."""
         if self.paused:
             metrics.PREFETCH_SKIPPED.labels("origin_trouble").inc()
-            return 0
+            raise Unavailable(
+                "the origin is in trouble: prefetch and warming wait until it recovers",
+                code="origin_trouble",
+                retry_after_s=1,
+            )
         runs = await self._store.prefetch(obj, first, last)
         fetched = sum(len(run.fills) for run in runs)
         if fetched:

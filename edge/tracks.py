@@ -25,6 +25,7 @@ from edge.ranges import ByteRange, parse_range
 from edge.settings import Settings
 from edge.slice_store import ReadPlan, SliceStore, StoredObject
 from origin import layout
+from origin.license import ANY_REGION, License
 from origin.manifest import Manifest, Rendition
 
 log = logging.getLogger(__name__)
@@ -36,7 +37,21 @@ SETTINGS = web.AppKey("settings", Settings)
 ACCESS = web.AppKey("access", Access)
 HINTS = web.AppKey("next_track_hints", NextTrackHints)
 
-IMMUTABLE = "public, max-age=31536000, immutable"
+# Audio never changes, but who may have it does: only bytes that anyone may fetch anywhere,
+# unsigned, may sit in a shared cache (one in front of several regions would skip the licence).
+PUBLIC_IMMUTABLE = "public, max-age=31536000, immutable"
+PRIVATE_IMMUTABLE = "private, max-age=31536000, immutable"
+
+
+def _audio_cache_control(access: Access, licence: License | None) -> str:
+    open_to_all = (
+        licence is not None
+        and ANY_REGION in licence.allow
+        and not licence.deny
+        and licence.not_before is None
+        and licence.not_after is None
+    )
+    return PUBLIC_IMMUTABLE if open_to_all and not access.signatures.required else PRIVATE_IMMUTABLE
 
 
 def _ids(request: web.Request) -> tuple[str, str | None]:
@@ -93,7 +108,7 @@ async def get_rendition(request: web.Request) -> web.StreamResponse:
         "Accept-Ranges": "bytes",
         "ETag": rendition.etag,
         "Last-Modified": http_date(manifest.published_at),
-        "Cache-Control": IMMUTABLE,
+        "Cache-Control": _audio_cache_control(access, manifest.license),
     }
     outcome = preconditions.evaluate(request.headers, rendition.etag, manifest.published_at)
     if outcome is Outcome.NOT_MODIFIED:

@@ -69,6 +69,33 @@ def test_warm_fetches_the_first_slices_of_each_track_for_this_region(
     assert (status, again["slices_fetched"], again["slices_cached"]) == (200, 0, 2)
 
 
+def test_warm_while_the_origin_is_in_trouble_says_so(
+    catalog: Catalog, proxy: TcpProxy, admin_edge: tuple[EdgeServer, int]
+) -> None:
+    """Prefetch pauses under origin trouble: a warm then fetched nothing, and must not report
+    the slices as cached."""
+    edge, port = admin_edge
+    track = catalog.publish({"160": os.urandom(2 * SLICE)})
+    assert edge.get(f"/v1/tracks/{track.track_id}").status == 200  # the manifest is cached
+    proxy.set_down(True)
+    other = catalog.publish({"160": os.urandom(SLICE)})
+    assert edge.get(f"/v1/tracks/{other.track_id}").status >= 500  # a failure: trouble
+    proxy.set_down(False)
+
+    status, answer = _admin(port, {"tracks": [track.track_id], "slices": 2})
+    assert (status, answer["warmed"], answer["slices_cached"]) == (200, 0, 0)
+    assert [(f["track_id"], f["error"]) for f in answer["failed"]] == [
+        (track.track_id, "origin_trouble")
+    ]
+    assert proxy.gets(track.renditions["160"].key) == []
+
+
+def test_an_oversized_body_is_a_413_with_a_stable_code(admin_edge: tuple[EdgeServer, int]) -> None:
+    body = b'{"tracks": ["a"], "pad": "' + b"x" * (1024 * 1024) + b'"}'
+    status, answer = _admin(admin_edge[1], body)
+    assert (status, answer["error"]) == (413, "body_too_large")
+
+
 @pytest.mark.parametrize(
     ("body", "message"),
     [

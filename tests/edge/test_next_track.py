@@ -236,3 +236,28 @@ def test_hints_are_off_with_next_track_slices_zero(
     _prefetch_idle(edge)
     assert _manifest_gets(proxy, upcoming.track_id) == 0
     assert counters.delta("encore_next_track_hints_total", outcome="off") == 1
+
+
+def test_a_hint_dropped_under_origin_trouble_is_taken_when_repeated(
+    catalog: Catalog, proxy: TcpProxy, start_edge: Callable[..., EdgeServer]
+) -> None:
+    edge = start_edge(origin_url=proxy.url, origin={"retries": 0})
+    playing = catalog.publish({"160": os.urandom(SLICE)})
+    upcoming = catalog.publish({"160": os.urandom(SLICE)})
+    path = f"/v1/tracks/{playing.track_id}/160"
+    assert edge.get(path).status == 200  # cached: it plays on while the origin fails
+    counters = Counters(edge)
+    conn = http.client.HTTPConnection("127.0.0.1", edge.port, timeout=15)
+    try:
+        proxy.set_down(True)
+        assert edge.get(f"/v1/tracks/{uuid.uuid4().hex[:12]}").status >= 500  # trouble
+        _get(conn, path, upcoming.track_id)  # prefetch is paused: the hint is dropped
+        proxy.set_down(False)
+        assert edge.get(f"/v1/tracks/{upcoming.track_id}").status == 200  # the origin is back
+        _get(conn, path, upcoming.track_id)  # the player repeats it: taken now
+    finally:
+        conn.close()
+    _prefetch_idle(edge)
+    assert counters.delta("encore_next_track_hints_total", outcome="dropped") == 1
+    assert counters.delta("encore_next_track_hints_total", outcome="accepted") == 1
+    assert len(proxy.gets(upcoming.renditions["160"].key)) == 1

@@ -5,12 +5,18 @@ from __future__ import annotations
 import json
 import logging
 import os
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
 
 import pytest
 
+from edge.signing import signed_query
+from origin.license import License
 from tests.conftest import TEST_SLICE_BYTES, Catalog
 from tests.support.edge_server import EdgeServer, Reply
 
+SIGNING_SECRET = "tracks-secret-0123456789"
 SIZE = 5 * TEST_SLICE_BYTES + 1234  # not a multiple of the slice size
 
 
@@ -83,6 +89,41 @@ def test_whole_rendition_and_cache_headers(edge: EdgeServer, track: tuple[str, b
     assert second.body == data
     assert (second.header("X-Cache"), second.header("X-Cache-Tier")) == ("HIT", "memory")
     assert second.header("ETag") == first.header("ETag")
+
+
+@pytest.mark.parametrize(
+    ("licence", "signed", "cache_control"),
+    [
+        (License(allow=("*",)), False, "public, max-age=31536000, immutable"),
+        (License(allow=("*",)), True, "private, max-age=31536000, immutable"),
+        (License(allow=("SE", "NO")), False, "private, max-age=31536000, immutable"),
+        (License(allow=("*",), deny=("US",)), False, "private, max-age=31536000, immutable"),
+        (
+            License(allow=("*",), not_after=datetime(2100, 1, 1, tzinfo=UTC)),
+            False,
+            "private, max-age=31536000, immutable",
+        ),
+    ],
+    ids=["everywhere", "signed", "regional", "denied-somewhere", "windowed"],
+)
+def test_only_audio_anyone_may_fetch_is_cacheable_by_shared_caches(
+    catalog: Catalog,
+    start_edge: Callable[..., EdgeServer],
+    licence: License,
+    signed: bool,
+    cache_control: str,
+) -> None:
+    """A shared cache in front of the edge would hand bytes to clients the edge refuses."""
+    track_id = catalog.publish({"160": _object(100)}, license=licence).track_id
+    path = f"/v1/tracks/{track_id}/160"
+    if signed:
+        edge = start_edge(auth={"signing_keys": {"k1": SIGNING_SECRET}})
+        path += "?" + signed_query(SIGNING_SECRET, "k1", path, int(time.time()) + 60)
+    else:
+        edge = start_edge()
+    for method in ("GET", "HEAD"):
+        reply = edge.request(method, path, {"Range": "bytes=0-9"})
+        assert (reply.status, reply.header("Cache-Control")) == (206, cache_control)
 
 
 def test_partial_hit_is_reported_as_partial(edge: EdgeServer, track: tuple[str, bytes]) -> None:
