@@ -152,7 +152,8 @@ class SliceStore:
                     self._note_use((obj.key, index))
             else:
                 missing.append(index)
-        on_disk = await self.disk.holding(obj.key, missing) if self.disk and missing else set()
+        disk = self.disk
+        on_disk = await disk.holding(obj.key, missing) if disk is not None and missing else set()
         return ReadPlan(obj, len(indexes), held, on_disk, keep_fetched=len(ranges) > 1)
 
     def _slice_length(self, obj: StoredObject, index: int) -> int:
