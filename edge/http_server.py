@@ -12,8 +12,8 @@ a node on the public internet:
 - ``server.max_header_bytes`` bounds a whole header line, name and value together.
 - **Send timeout.** A connection whose queued response bytes make no progress for
   ``server.send_timeout_s`` (the client took less than :data:`MIN_PROGRESS_BYTES` of them) is
-  cut and counted (``encore_send_timeouts_total``): a client that
-  stops reading cannot hold memory and a connection. Each connection queues at most
+  cut and counted (``encore_send_timeouts_total``): a client that stops reading cannot hold
+  memory and a connection. Each connection queues at most
   :data:`QUEUE_HIGH_BYTES` in user space before its writers wait (plus one write of at most
   :data:`MAX_WRITE_BYTES`, see ``edge.audio_response``), and its kernel send buffer is
   ``server.send_buffer_bytes`` rather than autotuned up to megabytes. What the kernel holds is
@@ -49,7 +49,6 @@ from edge.errors import json_error
 from edge.settings import Settings
 
 log = logging.getLogger("edge.http")
-access_log = logging.getLogger("aiohttp.access")
 
 SERVER_HEADER = "encore"
 # Per connection: past this many bytes queued in user space, writers wait for the client.
@@ -91,8 +90,9 @@ class Connection(RequestHandler):
             # Bytes already handed to the kernel are the kernel's to time out: unacknowledged
             # (a client that advertises a zero window included) for this long, the connection
             # is reset, also after it was closed with bytes still queued.
-            timeout_ms = int(self.send_timeout_s * 1000)
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, timeout_ms)
+            if hasattr(socket, "TCP_USER_TIMEOUT"):  # Linux; elsewhere the watchdog alone
+                timeout_ms = int(self.send_timeout_s * 1000)
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, timeout_ms)
 
     def pause_writing(self) -> None:
         super().pause_writing()
@@ -372,8 +372,8 @@ async def _serve(
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     runner = EdgeRunner(app, settings, shutdown_timeout=drain_s)
-    await runner.setup()
     try:
+        await runner.setup()  # the app's startup: a failure still runs its cleanup below
         server = settings.server
         site = web.TCPSite(runner, server.host, server.port, reuse_port=reuse_port or None)
         await site.start()
