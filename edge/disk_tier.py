@@ -88,6 +88,7 @@ class DiskTier:
         self._busy: set[bytes] = set()
         # Names this worker forgot while the rebuild ran: its scan may have seen their files.
         self._forgotten: set[bytes] | None = set()
+        self._writes_placed = 0  # slice files this worker has linked into place, ever
         self.rebuilt = asyncio.Event()
         self.rebuild_seconds: float | None = None
         self._tmp_prefix = f"w{worker}-"
@@ -127,6 +128,7 @@ class DiskTier:
         # Before the rebuild reaches it, a file that hashes here may be this worker's to count
         # (a previous run's), unless another worker claims it: learnt in the same thread hop.
         adopt = not self.rebuilt.is_set() and self._owns(name) and name not in self._index
+        writes_before = self._writes_placed
         if adopt:
             raw, adopt = await asyncio.to_thread(self._read_unclaimed, name)
         else:
@@ -134,9 +136,11 @@ class DiskTier:
         data = None if raw is None else decode(raw, object_key, index, length)
         if raw is None or data is None:
             metrics.cache_lookups(TIER, "miss").inc()
-            if raw is None and name not in self._busy:
+            # The file went away: forget it, unless a write of this worker may have placed it
+            # while the read was looking (then the index is right and the read was early).
+            if raw is None and name not in self._busy and self._writes_placed == writes_before:
                 if self._forget(name) and not self._owns(name):
-                    await self._delete([name], files=False)  # the file went away: so does its claim
+                    await self._delete([name], files=False)  # and so does its claim
                 self._publish_size()
             elif raw is not None:
                 metrics.DISK_DAMAGED.inc()
@@ -187,6 +191,7 @@ class DiskTier:
             if victims:
                 await self._delete(victims)
             placed = await asyncio.to_thread(self._place, name, blob)
+            self._writes_placed += placed
             if not placed:  # another worker's file landed first (and is counted there)
                 self._forget(name)
                 self._publish_size()

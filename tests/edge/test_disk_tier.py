@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from edge import tracks
+from edge import disk_tier, tracks
 from edge.disk_tier import DiskTier
 from edge.slice_files import claim_path, slice_name, slice_path
 from origin.local_s3 import free_port
@@ -256,6 +256,34 @@ async def test_a_replacement_worker_counts_what_its_predecessor_wrote(tmp_path: 
         await tier.rebuild()
     assert sorted(len(tier) for tier in restarted) == [0, 40]
     assert sum(tier.bytes_held for tier in restarted) == _file_bytes(tmp_path)
+
+
+async def test_a_miss_read_while_the_slice_is_being_written_keeps_it_counted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A lookup's read finds no file, then its worker's own write of that slice lands before
+    the lookup resumes: the lookup must not forget the slice (a file nobody counts would stay
+    for good). The read is held at that point, in its thread, with the real file system."""
+    (tier,) = _tiers(tmp_path, 64 * 1024**2, workers=1)
+    await tier.rebuild()
+    read_done, write_done = threading.Event(), threading.Event()
+    real_read = disk_tier.read_file
+
+    def read_then_wait(path: Path) -> bytes | None:
+        raw = real_read(path)
+        read_done.set()
+        write_done.wait(10)  # the write lands meanwhile
+        return raw
+
+    monkeypatch.setattr(disk_tier, "read_file", read_then_wait)
+    lookup = asyncio.create_task(tier.get("k", 0, 1000))
+    await asyncio.to_thread(read_done.wait, 10)
+    monkeypatch.setattr(disk_tier, "read_file", real_read)
+    assert not await tier.put("k", 0, os.urandom(1000))
+    write_done.set()
+    assert await lookup is None  # it looked before the file was there: a miss
+    assert len(tier) == 1  # and the slice is still counted
+    assert tier.bytes_held == _file_bytes(tmp_path)
 
 
 async def test_claims_follow_evictions_and_purges(tmp_path: Path) -> None:
