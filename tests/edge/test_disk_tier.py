@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from edge import disk_tier, tracks
+from edge import slice_files, tracks
 from edge.disk_tier import DiskTier
 from edge.slice_files import claim_path, slice_name, slice_path
 from origin.local_s3 import free_port
@@ -267,7 +267,7 @@ async def test_a_miss_read_while_the_slice_is_being_written_keeps_it_counted(
     (tier,) = _tiers(tmp_path, 64 * 1024**2, workers=1)
     await tier.rebuild()
     read_done, write_done = threading.Event(), threading.Event()
-    real_read = disk_tier.read_file
+    real_read = slice_files.read_file
 
     def read_then_wait(path: Path) -> bytes | None:
         raw = real_read(path)
@@ -275,10 +275,10 @@ async def test_a_miss_read_while_the_slice_is_being_written_keeps_it_counted(
         write_done.wait(10)  # the write lands meanwhile
         return raw
 
-    monkeypatch.setattr(disk_tier, "read_file", read_then_wait)
+    monkeypatch.setattr("edge.disk_tier.read_file", read_then_wait)
     lookup = asyncio.create_task(tier.get("k", 0, 1000))
     await asyncio.to_thread(read_done.wait, 10)
-    monkeypatch.setattr(disk_tier, "read_file", real_read)
+    monkeypatch.setattr("edge.disk_tier.read_file", real_read)
     assert not await tier.put("k", 0, os.urandom(1000))
     write_done.set()
     assert await lookup is None  # it looked before the file was there: a miss
