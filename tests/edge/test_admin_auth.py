@@ -18,27 +18,15 @@ from prometheus_client import REGISTRY
 from edge.admin_auth import PEERS_TRACKED, FailureBackoff, require_token
 from edge.middleware import MIDDLEWARES
 from origin.local_s3 import free_port
+from tests.support.clock import ManualClock
 from tests.support.edge_server import Counters, EdgeServer
 
 TOKEN = "the-right-admin-token"
 PEER = "192.0.2.1"
 
 
-class Clock:
-    """A monotonic clock that moves only when the test moves it."""
-
-    def __init__(self) -> None:
-        self.now = 5000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-
-
 def test_five_failures_are_free_then_each_one_doubles_the_wait_up_to_60_s() -> None:
-    clock = Clock()
+    clock = ManualClock()
     backoff = FailureBackoff(clock)
     for _ in range(5):
         backoff.failed(PEER)
@@ -56,7 +44,7 @@ def test_five_failures_are_free_then_each_one_doubles_the_wait_up_to_60_s() -> N
 
 
 def test_the_wait_runs_down_on_the_clock() -> None:
-    clock = Clock()
+    clock = ManualClock()
     backoff = FailureBackoff(clock)
     for _ in range(7):
         backoff.failed(PEER)
@@ -70,7 +58,7 @@ def test_the_wait_runs_down_on_the_clock() -> None:
 
 
 def test_peers_are_apart_and_a_success_clears_the_record() -> None:
-    clock = Clock()
+    clock = ManualClock()
     backoff = FailureBackoff(clock)
     for _ in range(8):
         backoff.failed(PEER)
@@ -87,7 +75,7 @@ def test_peers_are_apart_and_a_success_clears_the_record() -> None:
 
 
 def test_the_table_of_peers_is_bounded() -> None:
-    backoff = FailureBackoff(Clock())
+    backoff = FailureBackoff(ManualClock())
     for _ in range(6):
         backoff.failed("first")
     assert backoff.wait_s("first") == 1.0
@@ -110,9 +98,9 @@ async def _ok(request: web.Request) -> web.Response:
 
 
 @pytest.fixture
-async def guarded() -> AsyncIterator[tuple[str, Clock]]:
+async def guarded() -> AsyncIterator[tuple[str, ManualClock]]:
     """A server whose one route needs TOKEN through ``require_token`` on a test clock."""
-    clock = Clock()
+    clock = ManualClock()
     app = web.Application(middlewares=[*MIDDLEWARES, require_token(TOKEN, FailureBackoff(clock))])
     app.router.add_get("/admin/stats", _ok)
     runner = web.AppRunner(app)
@@ -127,7 +115,7 @@ def _failures(outcome: str) -> float:
 
 
 async def test_while_a_peer_waits_even_the_right_token_is_a_429(
-    guarded: tuple[str, Clock],
+    guarded: tuple[str, ManualClock],
 ) -> None:
     url, clock = guarded
     refused, held = _failures("refused"), _failures("backoff")

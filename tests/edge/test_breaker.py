@@ -6,14 +6,7 @@ import pytest
 
 from edge.breaker import BreakerState, CircuitBreaker
 from edge.errors import Unavailable
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.support.clock import ManualClock
 
 
 def _state(breaker: CircuitBreaker) -> BreakerState:
@@ -21,7 +14,7 @@ def _state(breaker: CircuitBreaker) -> BreakerState:
 
 
 def test_it_opens_after_failures_in_a_row_and_a_success_resets_the_count() -> None:
-    clock = Clock()
+    clock = ManualClock()
     breaker = CircuitBreaker(failures=3, open_s=2.0, clock=clock)
     breaker.failed()
     breaker.failed()
@@ -39,10 +32,10 @@ def test_it_opens_after_failures_in_a_row_and_a_success_resets_the_count() -> No
 
 
 def test_half_open_lets_one_probe_through_and_closes_on_its_success() -> None:
-    clock = Clock()
+    clock = ManualClock()
     breaker = CircuitBreaker(failures=1, open_s=2.0, clock=clock)
     breaker.failed()
-    clock.now += 2.0
+    clock.advance(2.0)
     breaker.check()  # due for a probe: a request may go on to take it
     assert breaker.admit() is True  # this one is the probe
     assert _state(breaker) is BreakerState.HALF_OPEN
@@ -57,25 +50,25 @@ def test_half_open_lets_one_probe_through_and_closes_on_its_success() -> None:
 
 
 def test_a_failed_probe_opens_it_again_for_another_period() -> None:
-    clock = Clock()
+    clock = ManualClock()
     breaker = CircuitBreaker(failures=1, open_s=2.0, clock=clock)
     breaker.failed()
-    clock.now += 2.5
+    clock.advance(2.5)
     assert breaker.admit() is True
     breaker.failed(probe=True)
     assert _state(breaker) is BreakerState.OPEN
-    clock.now += 1.0
+    clock.advance(1.0)
     with pytest.raises(Unavailable):
         breaker.admit()
-    clock.now += 1.0
+    clock.advance(1.0)
     assert breaker.admit() is True
 
 
 def test_a_probe_that_ends_without_an_answer_frees_the_slot() -> None:
-    clock = Clock()
+    clock = ManualClock()
     breaker = CircuitBreaker(failures=1, open_s=1.0, clock=clock)
     breaker.failed()
-    clock.now += 1.0
+    clock.advance(1.0)
     assert breaker.admit() is True
     breaker.released(probe=True)  # its reader left before the origin answered
     assert breaker.admit() is True

@@ -15,7 +15,8 @@ import pytest
 
 from origin import layout
 from tests.conftest import Catalog
-from tests.support.edge_server import EdgeServer, ManualClock
+from tests.support.clock import ManualClock
+from tests.support.edge_server import EdgeServer
 from tests.support.tcp_proxy import TcpProxy
 
 

@@ -18,7 +18,8 @@ from edge.next_track import BURST, REFILL_S, HintBudget, parse_hint
 from edge.signing import signed_query
 from origin import layout
 from tests.conftest import TEST_SLICE_BYTES, Catalog
-from tests.support.edge_server import Counters, EdgeServer, ManualClock
+from tests.support.clock import ManualClock
+from tests.support.edge_server import Counters, EdgeServer
 from tests.support.tcp_proxy import TcpProxy
 
 SLICE = TEST_SLICE_BYTES

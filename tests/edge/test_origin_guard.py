@@ -8,7 +8,8 @@ import os
 from collections.abc import Callable
 
 from tests.conftest import TEST_SLICE_BYTES, Catalog
-from tests.support.edge_server import EdgeServer, ManualClock
+from tests.support.clock import ManualClock
+from tests.support.edge_server import EdgeServer
 from tests.support.tcp_proxy import SeenRequest, TcpProxy, canned_response
 
 SLICE = TEST_SLICE_BYTES

@@ -161,16 +161,3 @@ class Counters:
     def delta(self, name: str, **labels: str) -> float:
         key = (name, frozenset(labels.items()))
         return self.edge.metric_samples().get(key, 0.0) - self.before.get(key, 0.0)
-
-
-class ManualClock:
-    """A monotonic clock that moves only when the test moves it."""
-
-    def __init__(self, start: float = 1000.0) -> None:
-        self.now = start
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
