@@ -29,7 +29,7 @@ from aiohttp import web
 from edge import metrics
 from edge.admin_auth import FailureBackoff, require_token
 from edge.errors import BadRequest, EncoreError
-from edge.http_server import EdgeRunner, add_server_header
+from edge.http_server import EdgeRunner
 from edge.middleware import MIDDLEWARES
 from edge.peers import ControlHandler, ask_peers
 from edge.prefetch import PrefetchReason
@@ -228,7 +228,6 @@ def create_admin_app(worker: WorkerContext) -> web.Application:
         client_max_size=MAX_BODY_BYTES,
     )
     admin[ADMIN_WORKER] = worker
-    admin.on_response_prepare.append(add_server_header)
     admin.router.add_post("/admin/warm", warm, name="admin_warm")
     admin.router.add_post("/admin/purge", purge, name="admin_purge")
     admin.router.add_get("/admin/stats", stats, name="admin_stats")

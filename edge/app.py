@@ -19,7 +19,7 @@ from edge.breaker import CircuitBreaker
 from edge.disk_tier import DiskTier
 from edge.key_reload import listen_for_reload
 from edge.manifests import ManifestPolicy, ManifestStore
-from edge.middleware import MIDDLEWARES, add_public_headers
+from edge.middleware import MIDDLEWARES, add_cors_headers
 from edge.next_track import NextTrackHints
 from edge.origin import Origin
 from edge.origin_guard import OriginGuard
@@ -177,7 +177,7 @@ def create_app(
     app[READY] = [False]
     app.cleanup_ctx.append(_origin_ctx)
     app.on_shutdown.append(_not_ready_on_shutdown)
-    app.on_response_prepare.append(add_public_headers)
+    app.on_response_prepare.append(add_cors_headers)
     tracks.add_routes(app)
     app.router.add_get("/healthz", healthz, name="healthz")
     app.router.add_get("/readyz", readyz, name="readyz")

@@ -303,6 +303,7 @@ class EdgeRunner(web.AppRunner):
         self, app: web.Application, settings: Settings, *, shutdown_timeout: float = 10.0
     ) -> None:
         super().__init__(app, shutdown_timeout=shutdown_timeout, **runner_options(settings))
+        app.on_response_prepare.append(_add_server_header)  # every app this runner serves
         self._connection = {
             "send_timeout_s": settings.server.send_timeout_s,
             "send_buffer_bytes": settings.server.send_buffer_bytes,
@@ -326,7 +327,7 @@ class EdgeRunner(web.AppRunner):
         )
 
 
-async def add_server_header(request: web.Request, response: web.StreamResponse) -> None:
+async def _add_server_header(request: web.Request, response: web.StreamResponse) -> None:
     """An ``on_response_prepare`` hook: aiohttp would announce its and Python's versions."""
     response.headers["Server"] = SERVER_HEADER
 

@@ -1,5 +1,5 @@
-"""Cross-cutting HTTP behaviour: JSON errors, request metrics, and the headers every response
-carries (CORS, ``Server``)."""
+"""Cross-cutting HTTP behaviour: JSON errors, request metrics and CORS headers. (``Server`` is
+the listener's: ``edge.http_server``.)"""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from aiohttp.typedefs import Handler
 
 from edge import metrics
 from edge.errors import EncoreError, StreamAborted, error_response, json_error
-from edge.http_server import REFUSAL, SERVER_HEADER
+from edge.http_server import REFUSAL
 
 log = logging.getLogger(__name__)
 
@@ -74,12 +74,9 @@ async def count_requests(request: web.Request, handler: Handler) -> web.StreamRe
         metrics.requests(_route(request), method, status).inc()
 
 
-async def add_public_headers(request: web.Request, response: web.StreamResponse) -> None:
-    """CORS for web players, and a ``Server`` header without versions."""
-    headers = response.headers
-    headers["Access-Control-Allow-Origin"] = "*"
-    headers["Access-Control-Expose-Headers"] = _EXPOSED
-    headers["Server"] = SERVER_HEADER
+async def add_cors_headers(request: web.Request, response: web.StreamResponse) -> None:
+    response.headers["Access-Control-Allow-Origin"] = "*"
+    response.headers["Access-Control-Expose-Headers"] = _EXPOSED
 
 
 MIDDLEWARES = [count_requests, handle_errors]
