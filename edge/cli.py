@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from edge.settings import ConfigError, load_settings
+from origin.settings import ConfigError, load_settings
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -57,7 +57,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _sign(args: argparse.Namespace) -> int:
-    from edge.sign_cli import SignError, sign  # noqa: PLC0415
+    from edge.tools.sign import SignError, sign  # noqa: PLC0415
 
     try:
         print(
@@ -76,7 +76,7 @@ def _sign(args: argparse.Namespace) -> int:
 
 
 def _warm(args: argparse.Namespace) -> int:
-    from edge.warm_cli import WarmError, warm  # noqa: PLC0415
+    from edge.tools.warm import WarmError, warm  # noqa: PLC0415
 
     try:
         summary = warm(
@@ -96,9 +96,9 @@ def _warm(args: argparse.Namespace) -> int:
 
 
 def _simulate(args: argparse.Namespace) -> int:
-    from edge.simulate_cli import SimulateError, run  # noqa: PLC0415
-    from edge.sizes import parse_size  # noqa: PLC0415
-    from edge.traces import TraceError  # noqa: PLC0415
+    from edge.tools.simulate_cli import SimulateError, run  # noqa: PLC0415
+    from edge.tools.traces import TraceError  # noqa: PLC0415
+    from origin.sizes import parse_size  # noqa: PLC0415
 
     slice_bytes = load_settings(args.config).cache.slice_bytes
     try:
@@ -123,7 +123,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"encore-edge: config error: {exc}", file=sys.stderr)
             return 2
     # Imported here so `encore-edge --help` stays fast.
-    from edge.server import configure_logging, serve  # noqa: PLC0415
+    from edge.runtime.node import configure_logging, serve  # noqa: PLC0415
 
     configure_logging()
     try:
@@ -132,7 +132,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             settings.check_serving()
             serve(settings, config_path=Path(args.config))
         else:
-            from edge.demo import DemoError, run_demo  # noqa: PLC0415
+            from edge.tools.demo import DemoError, run_demo  # noqa: PLC0415
 
             try:
                 run_demo(port=args.port, tracks=args.tracks, data_dir=args.data_dir)

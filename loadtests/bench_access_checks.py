@@ -54,9 +54,9 @@ def _config(path: Path, port: int, s3: LocalS3, *, signed: bool) -> None:
 
 def _serve_unchecked(config: str) -> None:
     """Run an edge whose region, signature and licence steps do nothing (benchmark only)."""
-    from edge.access import Access  # noqa: PLC0415
+    from edge.access.checks import Access  # noqa: PLC0415
+    from edge.access.licensing import LicenceGate  # noqa: PLC0415
     from edge.cli import main as edge_main  # noqa: PLC0415
-    from edge.licensing import LicenceGate  # noqa: PLC0415
 
     def admit(self: Access, request: object) -> str:
         return "SE"
@@ -82,7 +82,7 @@ def main() -> None:
     with local_origin(BUCKET) as (tmp, s3):
         track = "bench-access"
         publish_random(s3.endpoint_url, BUCKET, tmp / "publish", {track: os.urandom(4 * 1024**2)})
-        from edge.signing import signed_query  # noqa: PLC0415
+        from edge.access.signing import signed_query  # noqa: PLC0415
 
         path = f"/v1/tracks/{track}/320"
         query = signed_query(SECRET, "k1", path, int(time.time()) + 86_400)

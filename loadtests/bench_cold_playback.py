@@ -37,7 +37,6 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
-from edge.sizes import parse_size
 from loadtests.edge_process import (
     EdgeProcess,
     EdgeProcessError,
@@ -52,6 +51,7 @@ from loadtests.edge_process import (
     supported,
 )
 from loadtests.local_origin import local_origin
+from origin.sizes import parse_size
 from tests.support.tcp_proxy import Faults, SeenRequest, TcpProxy
 
 BUCKET = "audio"

@@ -60,12 +60,12 @@ from pathlib import Path
 from typing import Any, TextIO
 from urllib.parse import urlsplit
 
-from edge.settings import CacheSettings
 from loadtests.crowd_client import Crowd, Sample
 from loadtests.edge_process import percentile, publish_random
 from loadtests.local_origin import local_origin, need_tool, serve_folder_over_http, stop_processes
 from origin import layout
 from origin.local_s3 import LocalS3, free_port
+from origin.settings import CacheSettings
 from tests.support.tcp_proxy import Faults, SeenRequest, TcpProxy
 
 BUCKET = "audio"

@@ -21,7 +21,6 @@ import statistics
 import time
 from pathlib import Path
 
-from edge.settings import load_settings
 from loadtests.local_origin import local_origin
 from origin.demo_catalog import generate_source
 from origin.ffmpeg import run_ffmpeg
@@ -29,6 +28,7 @@ from origin.ingest import IngestJob, ingest
 from origin.license import LicenseChange
 from origin.manifest import Manifest
 from origin.s3 import open_s3_client
+from origin.settings import load_settings
 from origin.transcode import transcode
 
 BUCKET = "bench"

@@ -39,7 +39,6 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
-from edge.sizes import parse_size
 from loadtests.edge_process import (
     EdgeProcess,
     EdgeProcessError,
@@ -53,6 +52,7 @@ from loadtests.edge_process import (
     stop_on_sigterm,
 )
 from loadtests.local_origin import local_origin
+from origin.sizes import parse_size
 from tests.support.tcp_proxy import Faults, TcpProxy
 
 BUCKET = "audio"

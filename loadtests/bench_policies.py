@@ -1,7 +1,7 @@
 """Byte hit ratio of the cache policies against plain LRU and Belady, on synthetic workloads.
 
 For each workload (see ``loadtests.tracegen``) and cache size (a share of the trace's slice
-footprint), every policy replays the same slice accesses through ``edge.simulate``, the code
+footprint), every policy replays the same slice accesses through ``edge.tools.simulate``, the code
 ``encore-edge simulate`` runs. The default policy must beat LRU by at least 3 points of byte
 hit ratio wherever there are one-hit wonders, and be at most 1 point worse on the
 recency-heavy workload; Belady (offline optimal) shows the headroom left.
@@ -18,9 +18,9 @@ import time
 from collections import Counter
 from dataclasses import replace
 
-from edge.policies import DEFAULT_POLICY, POLICIES
-from edge.simulate import BELADY, simulate, slice_accesses
-from edge.traces import parse_trace
+from edge.cache.policies import DEFAULT_POLICY, POLICIES
+from edge.tools.simulate import BELADY, simulate, slice_accesses
+from edge.tools.traces import parse_trace
 from loadtests.tracegen import Workload, generate
 
 SLICE_BYTES = 256 * 1024

@@ -23,12 +23,12 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from types import TracebackType
 
-from edge.settings import Settings, load_settings
 from origin.license import License
 from origin.local_s3 import free_port
 from origin.publish import RenditionFile, TrackInfo, publish_track
 from origin.s3 import open_s3_client
 from origin.seek_table import SeekTable
+from origin.settings import Settings, load_settings
 
 Value = str | int | float | bool
 Sections = dict[str, dict[str, Value]]
@@ -42,7 +42,7 @@ class EdgeProcessError(RuntimeError):
 
 
 def supported(section: str, key: str) -> bool:
-    """Whether this checkout's ``edge.settings`` knows ``section.key``."""
+    """Whether this checkout's ``origin.settings`` knows ``section.key``."""
     defaults = Settings()
     if section not in {f.name for f in dataclasses.fields(defaults)}:
         return False

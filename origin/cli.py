@@ -13,8 +13,6 @@ from typing import Any, NoReturn
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from edge.settings import ConfigError, Settings, load_settings
-from edge.sizes import format_size
 from origin import layout
 from origin.catalog import (
     BucketUnusable,
@@ -32,6 +30,8 @@ from origin.ladder import parse_ladder
 from origin.license import KEEP, License, LicenseChange, parse_instant, parse_regions
 from origin.manifest import Manifest, ManifestError
 from origin.s3 import open_s3_client
+from origin.settings import ConfigError, Settings, load_settings
+from origin.sizes import format_size
 from origin.transcode import SourceError
 
 UPLOAD_ATTEMPTS = 3  # a batch tool can afford to retry a dropped request

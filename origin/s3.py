@@ -9,7 +9,7 @@ from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
 from botocore.exceptions import ClientError
 
-from edge.settings import OriginSettings
+from origin.settings import OriginSettings
 
 
 def open_s3_client(

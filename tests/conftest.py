@@ -20,7 +20,6 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from edge.settings import Settings, load_settings
 from origin.catalog import relicense
 from origin.license import License, LicenseChange
 from origin.local_s3 import LocalS3
@@ -28,6 +27,7 @@ from origin.manifest import Manifest
 from origin.publish import RenditionFile, TrackInfo, publish_track
 from origin.s3 import open_s3_client
 from origin.seek_table import SeekTable
+from origin.settings import Settings, load_settings
 from tests.support.edge_node import Node, node_starter
 from tests.support.edge_server import EdgeServer
 from tests.support.tcp_proxy import TcpProxy

@@ -23,8 +23,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from edge import tracks
-from edge.signing import signed_query
+from edge.access.signing import signed_query
+from edge.api import tracks
 from origin.layout import RENDITION_PATTERN, TRACK_ID_PATTERN
 from origin.local_s3 import free_port
 from tests.conftest import TEST_SLICE_BYTES, Catalog, S3Target, make_settings

@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from edge.settings import ConfigError, load_settings
 from origin.ladder import DEFAULT_LADDER, parse_ladder, parse_rung
+from origin.settings import ConfigError, load_settings
 
 
 def test_default_ladder_is_vorbis_96_160_320() -> None:

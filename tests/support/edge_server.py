@@ -18,9 +18,9 @@ from typing import TypeVar
 from aiohttp import web
 from prometheus_client.parser import text_string_to_metric_families
 
-from edge.app import create_app
-from edge.http_server import EdgeRunner
-from edge.settings import Settings
+from edge.http.server import EdgeRunner
+from edge.runtime.app import create_app
+from origin.settings import Settings
 
 T = TypeVar("T")
 
@@ -53,8 +53,8 @@ MetricKey = tuple[str, frozenset[tuple[str, str]]]
 
 class EdgeServer:
     def __init__(self, settings: Settings, clock: Callable[[], float] = time.monotonic) -> None:
-        """``clock``: the edge's own monotonic clock (see ``edge.app.CLOCK``), for tests that
-        move time themselves (:class:`ManualClock`)."""
+        """``clock``: the edge's own monotonic clock (see ``edge.runtime.app.CLOCK``), for tests
+        that move time themselves (:class:`ManualClock`)."""
         self.settings = settings
         self.clock = clock
         self.port = 0

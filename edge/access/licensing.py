@@ -1,0 +1,68 @@
+"""The licensing decision: may a track be served in a region at a moment? A pure function,
+and its enforcement (a 451 and a metric) for every path that serves or fetches audio.
+
+Deny wins over allow; ``*`` stands for every region; the window is ``[not_before,
+not_after)``. A track without a licence is served nowhere (fail closed).
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable
+from datetime import UTC, datetime
+
+from edge.http.errors import NotLicensed
+from edge.telemetry import metrics
+from origin.license import ANY_REGION, License
+
+OTHER_REGION = "other"  # the metric label of a region the config does not name
+
+
+class Denial(enum.Enum):
+    """Why a track may not be served (also the JSON reason code)."""
+
+    REGION = "region"
+    WINDOW = "window"
+    NO_LICENCE = "no_licence"
+
+
+def decide(licence: License | None, region: str, now: datetime) -> Denial | None:
+    """None when serving is allowed, else the reason it is not."""
+    if licence is None:
+        return Denial.NO_LICENCE
+    if region in licence.deny or ANY_REGION in licence.deny:
+        return Denial.REGION
+    if region not in licence.allow and ANY_REGION not in licence.allow:
+        return Denial.REGION
+    if licence.not_before is not None and now < licence.not_before:
+        return Denial.WINDOW
+    if licence.not_after is not None and now >= licence.not_after:
+        return Denial.WINDOW
+    return None
+
+
+class LicenceGate:
+    """Refuses (451) what ``decide`` denies, and counts it. Only regions named in the config
+    (``labelled_regions``) become metric labels, so a header cannot grow the label set."""
+
+    def __init__(self, labelled_regions: Iterable[str]) -> None:
+        self._labelled = frozenset(labelled_regions)
+
+    def enforce(
+        self, track_id: str, licence: License | None, region: str, now: datetime | None = None
+    ) -> None:
+        denial = decide(licence, region, now or datetime.now(UTC))
+        if denial is None:
+            return
+        label = region if region in self._labelled else OTHER_REGION
+        metrics.LICENSE_DENIALS.labels(denial.value, label).inc()
+        raise NotLicensed(
+            _MESSAGES[denial].format(track=track_id, region=region), reason=denial.value
+        )
+
+
+_MESSAGES = {
+    Denial.REGION: "track {track!r} is not licensed in region {region}",
+    Denial.WINDOW: "track {track!r} is outside its licence window (not yet or no longer)",
+    Denial.NO_LICENCE: "track {track!r} has no licence data, so it is served nowhere",
+}

@@ -1,0 +1,67 @@
+"""The memory tier: whole slices in a byte-bounded cache with the configured policy."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from cachetools import Cache
+
+from edge.cache.policies import DEFAULT_POLICY, make_cache
+from edge.telemetry import metrics
+
+SliceKey = tuple[str, int]  # (immutable object key, slice index)
+TIER = "memory"
+
+
+class MemoryTier:
+    """Slices by key, evicted by ``policy`` (see ``edge.cache.policies``) to stay within
+    ``max_bytes``."""
+
+    def __init__(
+        self,
+        max_bytes: int,
+        policy: str = DEFAULT_POLICY,
+        on_evict: Callable[[SliceKey], None] | None = None,
+    ) -> None:
+        self.max_bytes = max_bytes
+        self._slices: Cache[SliceKey, bytes] = make_cache(
+            policy, max(max_bytes, 1), getsizeof=len, on_evict=on_evict
+        )
+
+    def get(self, key: SliceKey) -> bytes | None:
+        data = self._slices.get(key)
+        metrics.cache_lookups(TIER, "miss" if data is None else "hit").inc()
+        return data
+
+    def peek(self, key: SliceKey) -> bytes | None:
+        """Look again, without counting a lookup (the request already counted its miss)."""
+        return self._slices.get(key)
+
+    def put(self, key: SliceKey, data: bytes) -> None:
+        if len(data) > self.max_bytes:
+            metrics.CACHE_REFUSED.labels(TIER).inc()
+            return  # larger than the whole tier (or the tier is off): not cached
+        before = len(self._slices) + (key not in self._slices)
+        self._slices[key] = data
+        metrics.CACHE_EVICTIONS.labels(TIER).inc(before - len(self._slices))
+        metrics.CACHE_BYTES.labels(TIER).set(self._slices.currsize)
+        metrics.CACHE_OBJECTS.labels(TIER).set(len(self._slices))
+
+    def drop_objects(self, object_keys: Callable[[str], bool]) -> list[SliceKey]:
+        """Delete every slice of the objects ``object_keys`` selects (a purge); their keys."""
+        victims = [key for key in self._slices if object_keys(key[0])]
+        for key in victims:
+            del self._slices[key]
+        metrics.CACHE_BYTES.labels(TIER).set(self._slices.currsize)
+        metrics.CACHE_OBJECTS.labels(TIER).set(len(self._slices))
+        return victims
+
+    def __contains__(self, key: SliceKey) -> bool:
+        return key in self._slices
+
+    @property
+    def bytes_held(self) -> int:
+        return int(self._slices.currsize)
+
+    def __len__(self) -> int:
+        return len(self._slices)
