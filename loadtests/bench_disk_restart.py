@@ -27,7 +27,6 @@ import urllib.request
 from pathlib import Path
 
 from edge.cache.disk import DiskTier
-from edge.cache.policies import DEFAULT_POLICY
 from edge.cache.slice_files import encode, slice_name, write_atomically
 from loadtests.local_origin import local_origin
 from origin.license import License
@@ -35,7 +34,7 @@ from origin.local_s3 import LocalS3, free_port
 from origin.publish import RenditionFile, TrackInfo, publish_track
 from origin.s3 import open_s3_client
 from origin.seek_table import SeekTable
-from origin.settings import load_settings
+from origin.settings import DEFAULT_POLICY, load_settings
 
 SLICE_BYTES = 16 * 1024
 BUCKET = "bench"

@@ -18,10 +18,10 @@ import time
 from collections import Counter
 from dataclasses import replace
 
-from edge.cache.policies import DEFAULT_POLICY, POLICIES
 from edge.tools.simulate import BELADY, simulate, slice_accesses
 from edge.tools.traces import parse_trace
 from loadtests.tracegen import Workload, generate
+from origin.settings import DEFAULT_POLICY, POLICIES
 
 SLICE_BYTES = 256 * 1024
 SHARES = (0.01, 0.10)

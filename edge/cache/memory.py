@@ -6,8 +6,9 @@ from collections.abc import Callable
 
 from cachetools import Cache
 
-from edge.cache.policies import DEFAULT_POLICY, make_cache
+from edge.cache.policies import make_cache
 from edge.telemetry import metrics
+from origin.settings import DEFAULT_POLICY
 
 SliceKey = tuple[str, int]  # (immutable object key, slice index)
 TIER = "memory"

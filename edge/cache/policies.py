@@ -21,11 +21,11 @@ from typing import Any, TypeVar
 
 from cachetools import Cache, LRUCache
 
+from origin.settings import POLICIES
+
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
 
-POLICIES = ("s3fifo", "lru")
-DEFAULT_POLICY = "s3fifo"
 
 MAX_FREQUENCY = 3  # S3-FIFO's two-bit counter
 

@@ -7,9 +7,9 @@ import json
 from dataclasses import asdict
 from pathlib import Path
 
-from edge.cache.policies import DEFAULT_POLICY, POLICIES
 from edge.tools.simulate import BELADY, simulate, slice_accesses
 from edge.tools.traces import read_trace
+from origin.settings import DEFAULT_POLICY, POLICIES
 from origin.sizes import format_size, parse_size
 
 

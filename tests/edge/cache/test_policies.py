@@ -6,7 +6,8 @@ import random
 
 import pytest
 
-from edge.cache.policies import POLICIES, S3FifoCache, make_cache
+from edge.cache.policies import S3FifoCache, make_cache
+from origin.settings import POLICIES
 
 
 def _hits(cache: object, keys: list[str], size: int = 1) -> int:
