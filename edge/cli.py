@@ -123,7 +123,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"encore-edge: config error: {exc}", file=sys.stderr)
             return 2
     # Imported here so `encore-edge --help` stays fast.
-    from edge.runtime.node import configure_logging, serve  # noqa: PLC0415
+    from edge.runtime.node import serve  # noqa: PLC0415
+    from edge.runtime.worker import configure_logging  # noqa: PLC0415
 
     configure_logging()
     try:

@@ -12,14 +12,13 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from origin import setting_values as values
 from origin.ladder import DEFAULT_LADDER, Rung, parse_ladder
 
 ENV_PREFIX = "ENCORE_"
 
-T = TypeVar("T")
 Parser = values.Parser
 # The memory and disk tiers' eviction policies (edge.cache.policies implements them).
 POLICIES = ("s3fifo", "lru")
@@ -30,7 +29,7 @@ class ConfigError(Exception):
     """A configuration problem, phrased as one line: ``<key>: <reason>``."""
 
 
-def _setting(default: T, parser: Parser) -> T:
+def _setting[T](default: T, parser: Parser) -> T:
     return field(default=default, metadata={"parse": parser})
 
 
@@ -45,8 +44,10 @@ class ServerSettings:
     host: str = _setting("0.0.0.0", values.text(_HOST, "a host name or IP address"))  # noqa: S104
     port: int = _setting(8080, values.integer(0, 65535))
     workers: int = _setting(0, values.integer(0, 1024))
-    # A connection idle this long, or still short of a whole request head (slowloris), closes.
+    # A connection idle this long between requests closes.
     idle_timeout_s: float = _setting(15.0, values.seconds(1, 3600))
+    # A request head begun must be complete within this (slowloris clients get a 408).
+    request_head_timeout_s: float = _setting(10.0, values.seconds(0.1, 3600))
     max_request_line_bytes: int = _setting(4096, values.integer(256, 65536))
     max_header_bytes: int = _setting(8190, values.integer(256, 65536))  # any one header line
     max_headers: int = _setting(64, values.integer(8, 1024))
@@ -55,7 +56,10 @@ class ServerSettings:
     # The kernel's send buffer per client socket (SO_SNDBUF); 0 = the kernel's autotuning,
     # which lets one client that does not read hold megabytes of kernel memory.
     send_buffer_bytes: int = _setting(512 * 1024, values.size(0, 64 * 1024**2))
-    access_log: bool = _setting(True, values.flag)  # one line per request, on stderr
+    access_log: bool = _setting(True, values.flag)  # one line per request
+    access_log_format: str = _setting("text", values.text("text|json", "text or json"))
+    # A file, appended to (reopened on SIGUSR1); empty = stderr.
+    access_log_path: str = _setting("", values.text(r"[^\x00]*", "a file path"))
 
 
 @dataclass(frozen=True, slots=True)

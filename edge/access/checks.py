@@ -7,11 +7,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from aiohttp import web
-
 from edge.access.client_region import RegionResolver
 from edge.access.licensing import LicenceGate
 from edge.access.signing import SignatureCheck
+from edge.http.request import Request
 from origin.settings import Settings
 
 
@@ -37,11 +36,9 @@ class Access:
             ),
         )
 
-    def admit(self, request: web.Request) -> str:
+    def admit(self, request: Request) -> str:
         """The client's region, once the request's signature (if required) holds."""
-        region = self.regions.resolve(
-            request.remote, request.headers.getall(self.regions.header, [])
-        )
+        region = self.regions.resolve(request.remote, request.getall(self.regions.header_key))
         if self.signatures.required:
             self.signatures.verify(request.path, request.query, region)
         return region

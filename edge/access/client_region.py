@@ -56,6 +56,7 @@ class RegionResolver:
         default: str,
     ) -> None:
         self.header = header
+        self.header_key = header.lower()  # as the listener keeps header names
         self.default = default
         self._trusted = _PrefixTable(dict.fromkeys(trusted_proxies, "trusted"))
         self._table = _PrefixTable(cidr_regions)

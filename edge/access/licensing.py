@@ -8,6 +8,8 @@ not_after)``. A track without a licence is served nowhere (fail closed).
 from __future__ import annotations
 
 import enum
+import math
+import time
 from collections.abc import Iterable
 from datetime import UTC, datetime
 
@@ -52,13 +54,43 @@ class LicenceGate:
         self, track_id: str, licence: License | None, region: str, now: datetime | None = None
     ) -> None:
         denial = decide(licence, region, now or datetime.now(UTC))
-        if denial is None:
-            return
+        if denial is not None:
+            self._refuse(track_id, region, denial)
+
+    def enforce_remembered(
+        self,
+        track_id: str,
+        licence: License | None,
+        region: str,
+        decisions: dict[str, tuple[str | None, float]],
+    ) -> None:
+        """As :meth:`enforce`, remembering the decision in ``decisions`` (one loaded
+        manifest's) per region until the next edge of the licence's window, when it may
+        change: a hit does not decide again."""
+        now = time.time()
+        known = decisions.get(region)
+        if known is None or now >= known[1]:
+            moment = datetime.fromtimestamp(now, UTC)
+            denial = decide(licence, region, moment)
+            known = (None if denial is None else denial.value, _next_edge(licence, moment))
+            decisions[region] = known
+        if known[0] is not None:
+            self._refuse(track_id, region, Denial(known[0]))
+
+    def _refuse(self, track_id: str, region: str, denial: Denial) -> None:
         label = region if region in self._labelled else OTHER_REGION
         metrics.LICENSE_DENIALS.labels(denial.value, label).inc()
         raise NotLicensed(
             _MESSAGES[denial].format(track=track_id, region=region), reason=denial.value
         )
+
+
+def _next_edge(licence: License | None, now: datetime) -> float:
+    """When the decision for ``licence`` may next change (a Unix time; infinity: never)."""
+    if licence is None:
+        return math.inf
+    edges = [e for e in (licence.not_before, licence.not_after) if e is not None and e > now]
+    return min(edges).timestamp() if edges else math.inf
 
 
 _MESSAGES = {

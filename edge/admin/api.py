@@ -28,13 +28,13 @@ from aiohttp import web
 
 from edge.admin.auth import FailureBackoff, require_token
 from edge.admin.control import ControlHandler, ask_peers
+from edge.admin.listener import EdgeRunner
+from edge.admin.middleware import MIDDLEWARES
 from edge.admin.purge import Purged, objects_at_origin, purge_here
 from edge.admin.stats import node_stats, worker_stats
 from edge.cache.prefetch import PrefetchReason
 from edge.cache.warming import PickRenditions, warm_track
 from edge.http.errors import BadRequest, EncoreError
-from edge.http.middleware import MIDDLEWARES
-from edge.http.server import EdgeRunner
 from edge.runtime.context import WorkerContext
 from edge.telemetry import metrics
 from origin import layout
@@ -219,7 +219,16 @@ async def _stats_command(worker: WorkerContext, argument: Any) -> dict[str, Any]
     return worker_stats(worker)
 
 
-CONTROL_COMMANDS: dict[str, ControlHandler] = {"purge": _purge_command, "stats": _stats_command}
+async def _fold_command(worker: WorkerContext, argument: object) -> dict[str, str]:
+    metrics.fold()
+    return {}
+
+
+CONTROL_COMMANDS: dict[str, ControlHandler] = {
+    "purge": _purge_command,
+    "stats": _stats_command,
+    "fold": _fold_command,
+}
 
 
 def create_admin_app(worker: WorkerContext) -> web.Application:

@@ -20,7 +20,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 from cachetools import LRUCache
 
-from edge.http.errors import json_error
+from edge.admin.listener import json_error
 from edge.telemetry import metrics
 
 FREE_FAILURES = 5

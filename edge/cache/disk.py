@@ -43,6 +43,7 @@ from edge.cache.slice_files import (
     CLAIMS_DIR,
     SLICES_DIR,
     TMP_DIR,
+    SliceData,
     claim_path,
     decode,
     encode,
@@ -121,7 +122,7 @@ class DiskTier:
     def _existing(self, candidates: list[tuple[int, bytes]]) -> set[int]:
         return {index for index, name in candidates if slice_path(self.root, name).exists()}
 
-    async def get(self, object_key: str, index: int, length: int) -> bytes | None:
+    async def get(self, object_key: str, index: int, length: int) -> SliceData | None:
         """The slice's verified bytes, or None (a damaged file is deleted on the way)."""
         name = self.name(object_key, index)
         path = slice_path(self.root, name)

@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
-import sys
 import time
 from collections.abc import AsyncGenerator, Callable
 from contextlib import aclosing
@@ -31,7 +30,7 @@ from typing import Protocol
 from cachetools import TTLCache
 
 from edge.http.errors import EncoreError, NotFound, OriginTimeout, OriginUnavailable, Unavailable
-from edge.http.server import MAX_WRITE_BYTES
+from edge.http.protocol import MAX_WRITE_BYTES
 from edge.telemetry import metrics
 from edge.upstream.guard import OriginGuard
 
@@ -293,11 +292,10 @@ def _wait_timeout(wait_s: float) -> OriginTimeout:
 class Run:
     """One origin GET in flight for the adjacent slices ``fills``."""
 
-    __slots__ = ("fills", "interest", "obj", "started", "task")
+    __slots__ = ("fills", "interest", "obj", "task")
 
     def __init__(self, obj: StoredObject) -> None:
         self.obj = obj
-        self.started = False  # its task has taken its first step (sent the origin request)
         self.fills: list[SliceFill] = []
         self.interest = 0  # requests reading (or about to read) this run's slices
         self.task: asyncio.Task[None] | None = None
@@ -326,7 +324,6 @@ class FillBoard:
         self._commit = commit
         self._fills: dict[SliceKey, SliceFill] = {}
         self._runs: set[Run] = set()
-        self._unstarted = 0  # runs whose task has not taken its first step yet
         # Objects the origin said it does not have (a manifest naming a deleted object): asked
         # again only after the negative TTL.
         self._negative_ttl_s = negative_ttl_s
@@ -360,36 +357,20 @@ class FillBoard:
         if len(run.fills) > ahead:
             metrics.ORIGIN_FILLS.labels(FillKind.DEMAND.value).inc(len(run.fills) - ahead)
         self._runs.add(run)
-        self._unstarted += 1
         run.task = self._launch(run)
         run.task.add_done_callback(lambda _: self._ended(run))
         return run
 
     def _launch(self, run: Run) -> asyncio.Task[None]:
-        """The run's task. From Python 3.12 it starts eagerly: the origin request goes out
-        within this call, before the requests queued behind the caller are handled. On 3.11
-        it is queued, and :meth:`let_fetches_start` holds those requests back one step."""
-        if sys.version_info >= (3, 12):
-            loop = asyncio.get_running_loop()
-            return asyncio.Task(self._fetch(run), loop=loop, eager_start=True)
-        return asyncio.create_task(self._fetch(run))
+        """The run's task, started eagerly: the origin request goes out within this call,
+        before the requests queued behind the caller are handled."""
+        loop = asyncio.get_running_loop()
+        return asyncio.Task(self._fetch(run), loop=loop, eager_start=True)
 
     def _ended(self, run: Run) -> None:
         self._runs.discard(run)
-        if not run.started:  # cancelled before its first step
-            self._unstarted -= 1
-
-    async def let_fetches_start(self) -> None:
-        """Let the origin fetches that earlier requests just started send their request before
-        the caller goes on. A crowd's requests arrive together and are all queued to run before
-        the fetch task one of them creates: without this, the origin request would wait behind
-        the handling of every other request (on Python 3.11, which has no eager tasks)."""
-        if self._unstarted:
-            await asyncio.sleep(0)
 
     async def _fetch(self, run: Run) -> None:
-        run.started = True
-        self._unstarted -= 1
         obj, fills = run.obj, run.fills
         first = fills[0].index
         start = first * self._slice_bytes

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from cachetools import Cache
 
 from edge.cache.policies import make_cache
+from edge.cache.slice_files import SliceData
 from edge.telemetry import metrics
 from origin.settings import DEFAULT_POLICY
 
@@ -25,20 +26,20 @@ class MemoryTier:
         on_evict: Callable[[SliceKey], None] | None = None,
     ) -> None:
         self.max_bytes = max_bytes
-        self._slices: Cache[SliceKey, bytes] = make_cache(
+        self._slices: Cache[SliceKey, SliceData] = make_cache(
             policy, max(max_bytes, 1), getsizeof=len, on_evict=on_evict
         )
 
-    def get(self, key: SliceKey) -> bytes | None:
+    def get(self, key: SliceKey) -> SliceData | None:
         data = self._slices.get(key)
         metrics.cache_lookups(TIER, "miss" if data is None else "hit").inc()
         return data
 
-    def peek(self, key: SliceKey) -> bytes | None:
+    def peek(self, key: SliceKey) -> SliceData | None:
         """Look again, without counting a lookup (the request already counted its miss)."""
         return self._slices.get(key)
 
-    def put(self, key: SliceKey, data: bytes) -> None:
+    def put(self, key: SliceKey, data: SliceData) -> None:
         if len(data) > self.max_bytes:
             metrics.CACHE_REFUSED.labels(TIER).inc()
             return  # larger than the whole tier (or the tier is off): not cached

@@ -22,6 +22,10 @@ import struct
 import zlib
 from pathlib import Path
 
+# A slice's bytes as the tiers hold them: from the origin, bytes; from a slice file, a view
+# into the file's bytes past its header (no second copy).
+type SliceData = bytes | memoryview
+
 MAGIC = b"ENCS"
 VERSION = 1
 _HEADER = struct.Struct("<4sBxHQII")  # magic, version, key length, index, data length, crc32
@@ -89,8 +93,9 @@ def encode(object_key: str, index: int, data: bytes) -> bytes:
     return header + key + data
 
 
-def decode(raw: bytes, object_key: str, index: int, expected_length: int) -> bytes | None:
-    """The data, if ``raw`` is a whole, undamaged file of exactly this slice; else None."""
+def decode(raw: bytes, object_key: str, index: int, expected_length: int) -> SliceData | None:
+    """The data, if ``raw`` is a whole, undamaged file of exactly this slice; else None. A
+    view into ``raw``: the file's bytes are copied into user space once, by the read."""
     if len(raw) < _HEADER.size:
         return None
     magic, version, key_length, stored_index, length, crc = _HEADER.unpack_from(raw)
@@ -104,7 +109,7 @@ def decode(raw: bytes, object_key: str, index: int, expected_length: int) -> byt
         or raw[_HEADER.size : key_end] != object_key.encode()
     ):
         return None
-    data = raw[key_end:]
+    data = memoryview(raw)[key_end:]
     return data if zlib.crc32(data) == crc else None
 
 

@@ -36,6 +36,7 @@ from edge.cache.fills import (
     WaitOutcome,
 )
 from edge.cache.memory import MemoryTier
+from edge.cache.slice_files import SliceData
 from edge.http.errors import EncoreError, Unavailable
 from edge.http.ranges import ByteRange
 from edge.telemetry import metrics
@@ -71,7 +72,7 @@ class ReadPlan:
         self,
         obj: StoredObject,
         needed: int,
-        held: dict[int, bytes],
+        held: dict[int, SliceData],
         on_disk: set[int],
         keep_fetched: bool,
     ) -> None:
@@ -142,7 +143,7 @@ class SliceStore:
         indexes: set[int] = set()
         for r in ranges:
             indexes.update(range(r.start // self.slice_bytes, r.end // self.slice_bytes + 1))
-        held: dict[int, bytes] = {}
+        held: dict[int, SliceData] = {}
         missing: list[int] = []
         for index in sorted(indexes):
             data = self.memory.get((obj.key, index))
@@ -156,10 +157,47 @@ class SliceStore:
         on_disk = await disk.holding(obj.key, missing) if disk is not None and missing else set()
         return ReadPlan(obj, len(indexes), held, on_disk, keep_fetched=len(ranges) > 1)
 
+    def plan_held(
+        self, obj: StoredObject, ranges: Sequence[ByteRange], *, reading: bool = True
+    ) -> ReadPlan | None:
+        """The plan, made without waiting, when memory holds every slice ``ranges`` cover
+        (each counted as a memory hit); else None, and nothing counted: then :meth:`plan`."""
+        size, key, memory = self.slice_bytes, obj.key, self.memory
+        if len(ranges) == 1:
+            indexes = range(ranges[0].start // size, ranges[0].end // size + 1)
+        else:
+            wanted: set[int] = set()
+            for r in ranges:
+                wanted.update(range(r.start // size, r.end // size + 1))
+            indexes = sorted(wanted)  # type: ignore[assignment]
+        for index in indexes:
+            if (key, index) not in memory:
+                return None
+        held: dict[int, SliceData] = {}
+        for index in indexes:
+            data = memory.get((key, index))
+            if data is None:  # cannot happen between the check and here: no await
+                return None
+            held[index] = data
+            if reading and self._prefetched:
+                self._note_use((key, index))
+        return ReadPlan(obj, len(held), held, set(), keep_fetched=len(ranges) > 1)
+
+    def held_views(self, plan: ReadPlan, wanted: ByteRange) -> list[memoryview]:
+        """The bytes of ``wanted`` from a plan that holds all its slices (:meth:`plan_held`)."""
+        size = self.slice_bytes
+        views = []
+        for index in range(wanted.start // size, wanted.end // size + 1):
+            base = index * size
+            lo, hi = max(wanted.start - base, 0), wanted.end + 1 - base
+            views.append(memoryview(plan.held[index])[lo:hi])
+        metrics.response_bytes(Tier.MEMORY.label).inc(wanted.length)
+        return views
+
     def _slice_length(self, obj: StoredObject, index: int) -> int:
         return min(self.slice_bytes, obj.size - index * self.slice_bytes)
 
-    async def _from_disk(self, plan: ReadPlan, index: int) -> bytes | None:
+    async def _from_disk(self, plan: ReadPlan, index: int) -> SliceData | None:
         assert self.disk is not None  # only slices the disk tier reported are planned there
         obj = plan.obj
         data = await self.disk.get(obj.key, index, self._slice_length(obj, index))

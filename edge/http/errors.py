@@ -6,10 +6,7 @@ Every error leaves the edge as ``{"error": "<code>", "message": "..."}`` (a 451 
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
-
-from aiohttp import web
 
 
 class EncoreError(Exception):
@@ -106,21 +103,6 @@ class BadOriginData(EncoreError):
     code = "bad_origin_data"
 
 
-class StreamAborted(Exception):
-    """The body could not be completed after the headers were sent; the connection was cut.
-
-    Carries the response that was on the wire, so the outermost middleware can count it and hand
-    it back to aiohttp, which then finds the connection closed and finishes quietly.
-    ``client_left``: the client went away (or stopped reading), which is normal; otherwise the
-    edge cut the body because it could not complete it.
-    """
-
-    def __init__(self, response: web.StreamResponse, *, client_left: bool) -> None:
-        super().__init__("response aborted mid-body")
-        self.response = response
-        self.client_left = client_left
-
-
 _STATUS: dict[type[EncoreError], int] = {
     BadRequest: 400,
     Forbidden: 403,
@@ -140,18 +122,3 @@ def status_of(exc: EncoreError) -> int:
         if cls in _STATUS:
             return _STATUS[cls]
     return 500
-
-
-def json_error(
-    status: int,
-    code: str,
-    message: str,
-    headers: Mapping[str, str] | None = None,
-    details: Mapping[str, str] | None = None,
-) -> web.Response:
-    body = json.dumps({"error": code, **(details or {}), "message": message}).encode()
-    return web.Response(status=status, body=body, content_type="application/json", headers=headers)
-
-
-def error_response(exc: EncoreError) -> web.Response:
-    return json_error(status_of(exc), exc.code, exc.message, exc.headers, exc.details())

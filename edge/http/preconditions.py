@@ -72,21 +72,25 @@ def _strong_match(header: str, etag: str) -> bool:
     return any(tag == etag for tag in _entity_tags(header))
 
 
+CONDITIONALS = ("if-match", "if-unmodified-since", "if-none-match", "if-modified-since")
+
+
 def evaluate(headers: Mapping[str, str], etag: str, last_modified: datetime) -> Outcome:
-    """Decide 412 (raised), 304, or go on, for a GET or HEAD of a strong-ETag representation."""
+    """Decide 412 (raised), 304, or go on, for a GET or HEAD of a strong-ETag representation.
+    ``headers`` by lower-case name."""
     modified = last_modified.replace(microsecond=0)
-    if_match = headers.get("If-Match")
+    if_match = headers.get("if-match")
     if if_match is not None:
         if not _strong_match(if_match, etag):
             raise PreconditionFailed("If-Match does not match the current ETag")
     else:
-        unmodified_since = parse_http_date(headers.get("If-Unmodified-Since", ""))
+        unmodified_since = parse_http_date(headers.get("if-unmodified-since", ""))
         if unmodified_since is not None and modified > unmodified_since:
             raise PreconditionFailed("modified after If-Unmodified-Since")
-    if_none_match = headers.get("If-None-Match")
+    if_none_match = headers.get("if-none-match")
     if if_none_match is not None:
         return Outcome.NOT_MODIFIED if _weak_match(if_none_match, etag) else Outcome.PROCEED
-    modified_since = parse_http_date(headers.get("If-Modified-Since", ""))
+    modified_since = parse_http_date(headers.get("if-modified-since", ""))
     if modified_since is not None and modified <= modified_since:
         return Outcome.NOT_MODIFIED
     return Outcome.PROCEED
@@ -94,7 +98,7 @@ def evaluate(headers: Mapping[str, str], etag: str, last_modified: datetime) -> 
 
 def range_applies(headers: Mapping[str, str], etag: str, last_modified: datetime) -> bool:
     """False when If-Range names another version: then the whole representation is sent."""
-    if_range = headers.get("If-Range")
+    if_range = headers.get("if-range")
     if if_range is None:
         return True
     if_range = if_range.strip()

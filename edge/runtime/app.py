@@ -1,29 +1,30 @@
-"""The edge's aiohttp application factory: settings in, a wired app out.
+"""One worker's edge, wired from its settings: the origin client, the manifest and slice
+stores, prefetch, the checks, the admin and control listeners, and the public handler.
 
-Long-lived resources (the origin client) are opened and closed in ``cleanup_ctx``.
+:meth:`EdgeApp.start` opens what lives as long as the worker; :meth:`EdgeApp.stop` closes it
+again, draining the disk writes of slices already fetched.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from pathlib import Path
-
-from aiohttp import web
 
 from edge.access.checks import Access
 from edge.access.key_reload import listen_for_reload
 from edge.admin.api import CONTROL_COMMANDS, serve_admin
-from edge.admin.control import serve_control
-from edge.api import tracks
+from edge.admin.control import ask_peers, serve_control
+from edge.api.router import PublicApi
+from edge.api.services import Services
 from edge.cache.disk import DiskTier
 from edge.cache.next_track import NextTrackHints
 from edge.cache.prefetch import Prefetcher
 from edge.cache.store import SliceStore
-from edge.http.middleware import MIDDLEWARES, add_cors_headers
 from edge.runtime.context import WorkerContext
-from edge.telemetry import metrics
 from edge.upstream.breaker import CircuitBreaker
 from edge.upstream.bucket import Origin
 from edge.upstream.guard import OriginGuard
@@ -31,41 +32,72 @@ from edge.upstream.manifests import ManifestPolicy, ManifestStore
 from origin.s3 import open_s3_client
 from origin.settings import Settings
 
-SETTINGS = tracks.SETTINGS
-READY = web.AppKey("ready", list[bool])  # a one-element box: flipped by startup and shutdown
-WORKER = web.AppKey("worker", tuple[int, int])  # (this worker's index, how many there are)
-CONTROL_DIR = web.AppKey("control_dir", tuple[Path | None])
-# The monotonic clock of the bounds the edge keeps itself (manifest TTLs, negative caches, the
-# breaker's open period, the hint budget); waits on the event loop keep the loop's clock.
-CLOCK: web.AppKey[Callable[[], float]] = web.AppKey("clock")
-MAX_BODY_BYTES = 4096  # the public API takes no request bodies
 # At shutdown, how long slices already fetched may take to reach the disk tier.
 DISK_WRITES_DRAIN_S = 5.0
 
 
-async def healthz(request: web.Request) -> web.Response:
-    """Alive: the process answers."""
-    return web.json_response({"status": "ok"})
+class EdgeApp:
+    """``worker`` of ``workers``; with several, ``control_dir`` holds their control sockets.
+    With ``config_path``, SIGHUP reloads the signing keys from it (``edge.access.key_reload``).
+    ``clock``: the monotonic clock of the bounds the edge keeps itself (manifest TTLs,
+    negative caches, the breaker's open period, the hint budget)."""
 
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        worker: int = 0,
+        workers: int = 1,
+        control_dir: Path | None = None,
+        config_path: Path | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.settings = settings
+        self.worker, self.workers = worker, workers
+        self.control_dir = control_dir
+        self.config_path = config_path
+        self.clock = clock
+        self.access = Access.from_settings(settings)
+        self._services: Services | None = None
+        self._stack = contextlib.AsyncExitStack()
+        self._rebuild: asyncio.Task[None] | None = None
 
-async def readyz(request: web.Request) -> web.Response:
-    """Ready: the origin client is open, the disk index is rebuilt, and the node is not
-    shutting down. (Requests are served while the disk index is rebuilt, a few seconds.)"""
-    if not request.app[READY][0]:
-        return web.json_response({"status": "not_ready"}, status=503)
-    store = request.app[tracks.SLICES]
-    if store.disk is not None and not store.disk.rebuilt.is_set():
-        return web.json_response({"status": "rebuilding_disk_index"}, status=503)
-    return web.json_response({"status": "ready"})
+    @property
+    def services(self) -> Services:
+        assert self._services is not None, "the edge is not started"
+        return self._services
 
+    @property
+    def manifests(self) -> ManifestStore:
+        return self.services.manifests
 
-async def _origin_ctx(app: web.Application) -> AsyncIterator[None]:
-    settings = app[SETTINGS]
-    worker, workers = app[WORKER]
-    async with open_s3_client(settings.origin) as client:
-        clock = app[CLOCK]
+    @property
+    def slices(self) -> SliceStore:
+        return self.services.slices
+
+    @property
+    def prefetcher(self) -> Prefetcher:
+        return self.services.prefetcher
+
+    def handler(self) -> PublicApi:
+        return PublicApi(self.services)
+
+    async def start(self) -> None:
+        """Open the origin client and everything that uses it. On failure, what was opened
+        is closed again."""
+        try:
+            await self._start()
+        except BaseException:
+            await self._stack.aclose()
+            raise
+
+    async def _start(self) -> None:
+        settings, clock = self.settings, self.clock
+        if self.config_path is not None:
+            listen_for_reload(self.access, self.config_path, settings.auth)
+        client = await self._stack.enter_async_context(open_s3_client(settings.origin))
         guard = _origin_guard(settings, Origin(client, settings.origin.bucket), clock)
-        edge = settings.edge
+        edge, cache = settings.edge, settings.cache
         manifests = ManifestStore(
             guard,
             ManifestPolicy(
@@ -77,7 +109,6 @@ async def _origin_ctx(app: web.Application) -> AsyncIterator[None]:
             ),
             clock=clock,
         )
-        cache = settings.cache
         disk = None
         if cache.disk_bytes > 0:
             disk = DiskTier(
@@ -85,12 +116,12 @@ async def _origin_ctx(app: web.Application) -> AsyncIterator[None]:
                 cache.disk_bytes,
                 cache.slice_bytes,
                 cache.policy,
-                worker=worker,
-                workers=workers,
+                worker=self.worker,
+                workers=self.workers,
             )
         store = SliceStore(
             guard,
-            cache.memory_bytes // workers,  # cache.memory_bytes is the node's: each worker's share
+            cache.memory_bytes // self.workers,  # cache.memory_bytes is the node's
             cache.slice_bytes,
             policy=cache.policy,
             disk=disk,
@@ -100,40 +131,52 @@ async def _origin_ctx(app: web.Application) -> AsyncIterator[None]:
             clock=clock,
         )
         prefetcher = Prefetcher(store, cache.prefetch_concurrency)
-        app[tracks.MANIFESTS], app[tracks.SLICES], app[tracks.PREFETCHER] = (
-            manifests,
-            store,
-            prefetcher,
+        hints = NextTrackHints(
+            self.access, manifests, prefetcher, slices=cache.next_track_slices, clock=clock
         )
-        app[tracks.HINTS] = NextTrackHints(
-            app[tracks.ACCESS], manifests, prefetcher, slices=cache.next_track_slices, clock=clock
-        )
+        self._services = Services(settings, self.access, manifests, store, prefetcher, hints)
         context = WorkerContext(
             settings,
             manifests,
             store,
             prefetcher,
-            app[tracks.ACCESS],
-            index=worker,
-            count=workers,
-            control_dir=app[CONTROL_DIR][0],
+            self.access,
+            index=self.worker,
+            count=self.workers,
+            control_dir=self.control_dir,
         )
+        if self.workers > 1 and self.control_dir is not None:
+            self._services.fold_peers = functools.partial(ask_peers, context, "fold")
         prefetcher.start()
-        rebuild = asyncio.create_task(disk.rebuild()) if disk is not None else None
-        admin = serve_admin(context)
-        control = serve_control(context, CONTROL_COMMANDS)
-        await anext(admin)
-        await anext(control)
-        app[READY][0] = True
-        yield
-        app[READY][0] = False
-        await control.aclose()
-        await admin.aclose()
-        await prefetcher.stop()
-        if rebuild is not None:
-            rebuild.cancel()
-            await asyncio.gather(rebuild, return_exceptions=True)
-        await store.drain(DISK_WRITES_DRAIN_S)
+        self._stack.push_async_callback(self._stop_stores)
+        if disk is not None:
+            self._rebuild = asyncio.create_task(disk.rebuild())
+        await _enter(self._stack, serve_admin(context))
+        await _enter(self._stack, serve_control(context, CONTROL_COMMANDS))
+        self._services.ready[0] = True
+
+    async def _stop_stores(self) -> None:
+        services = self.services
+        await services.prefetcher.stop()
+        if self._rebuild is not None:
+            self._rebuild.cancel()
+            await asyncio.gather(self._rebuild, return_exceptions=True)
+        await services.slices.drain(DISK_WRITES_DRAIN_S)
+
+    def not_ready(self) -> None:
+        """Shutting down: /readyz says so, so load balancers stop sending."""
+        if self._services is not None:
+            self._services.ready[0] = False
+
+    async def stop(self) -> None:
+        self.not_ready()
+        await self._stack.aclose()
+
+
+async def _enter(stack: contextlib.AsyncExitStack, lifetime: AsyncGenerator[None, None]) -> None:
+    """Run ``lifetime`` up to its ``yield`` now, and the rest when ``stack`` closes."""
+    await anext(lifetime)
+    stack.push_async_callback(lifetime.aclose)
 
 
 def _origin_guard(settings: Settings, origin: Origin, clock: Callable[[], float]) -> OriginGuard:
@@ -148,39 +191,4 @@ def _origin_guard(settings: Settings, origin: Origin, clock: Callable[[], float]
     )
 
 
-async def _not_ready_on_shutdown(app: web.Application) -> None:
-    app[READY][0] = False
-
-
-def create_app(
-    settings: Settings,
-    *,
-    worker: int = 0,
-    workers: int = 1,
-    control_dir: Path | None = None,
-    config_path: Path | None = None,
-    clock: Callable[[], float] = time.monotonic,
-) -> web.Application:
-    """``worker`` of ``workers``; with several, ``control_dir`` holds their control sockets.
-    With ``config_path``, SIGHUP reloads the signing keys from it (``edge.access.key_reload``)."""
-    app = web.Application(middlewares=MIDDLEWARES, client_max_size=MAX_BODY_BYTES)
-    app[SETTINGS] = settings
-    app[WORKER] = (worker, workers)
-    app[CONTROL_DIR] = (control_dir,)
-    app[CLOCK] = clock
-    access = app[tracks.ACCESS] = Access.from_settings(settings)
-    if config_path is not None:
-
-        async def reload_on_sighup(app: web.Application) -> None:
-            listen_for_reload(access, config_path, settings.auth)
-
-        app.on_startup.append(reload_on_sighup)
-    app[READY] = [False]
-    app.cleanup_ctx.append(_origin_ctx)
-    app.on_shutdown.append(_not_ready_on_shutdown)
-    app.on_response_prepare.append(add_cors_headers)
-    tracks.add_routes(app)
-    app.router.add_get("/healthz", healthz, name="healthz")
-    app.router.add_get("/readyz", readyz, name="readyz")
-    app.router.add_get("/metrics", metrics.metrics_handler, name="metrics")
-    return app
+create_app = EdgeApp  # the factory's name in tests and tools

@@ -30,11 +30,11 @@ from pathlib import Path
 from types import FrameType
 
 from edge.runtime.app import DISK_WRITES_DRAIN_S
+from edge.runtime.worker import DRAIN_S
 from origin.settings import Settings
 
 log = logging.getLogger("edge.runtime.supervisor")
 
-DRAIN_S = 10.0
 RESTART_PAUSE_S = 1.0  # between replacing a worker that died and replacing it again
 QUICK_DEATH_S = 5.0
 MAX_QUICK_DEATHS = 5
@@ -55,21 +55,9 @@ def _worker_main(
     from edge.access.key_reload import ignore_reload_signal  # noqa: PLC0415
 
     ignore_reload_signal()
-    from edge.http.server import serve  # noqa: PLC0415
-    from edge.runtime.app import create_app  # noqa: PLC0415 - a fresh process
-    from edge.runtime.node import configure_logging, for_serving, new_event_loop  # noqa: PLC0415
+    from edge.runtime.worker import run_worker  # noqa: PLC0415 - a fresh process
 
-    configure_logging()
-    app = create_app(
-        settings, worker=index, workers=count, control_dir=control_dir, config_path=config_path
-    )
-    serve(
-        for_serving(app),
-        settings,
-        loop=new_event_loop(),
-        reuse_port=True,
-        shutdown_timeout=DRAIN_S,
-    )
+    run_worker(settings, index, count, control_dir, config_path, reuse_port=True)
 
 
 def _free_port(host: str) -> int:
@@ -100,6 +88,7 @@ class Supervisor:
             signum: signal.signal(signum, self._stop) for signum in (signal.SIGTERM, signal.SIGINT)
         }
         previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, self._pass_on)
+        previous[signal.SIGUSR1] = signal.signal(signal.SIGUSR1, self._pass_on)
         try:
             for index in range(self.count):
                 self._start(index)
@@ -159,7 +148,8 @@ class Supervisor:
         multiprocess.mark_process_dead(pid, self._metrics_dir)  # type: ignore[no-untyped-call]
 
     def _pass_on(self, signum: int, frame: FrameType | None) -> None:
-        """SIGHUP: each worker reloads its signing keys (``edge.access.key_reload``)."""
+        """SIGHUP: each worker reloads its signing keys (``edge.access.key_reload``);
+        SIGUSR1: each reopens its access log file."""
         for process in self._workers.values():
             if process.is_alive() and process.pid is not None:
                 with contextlib.suppress(ProcessLookupError):

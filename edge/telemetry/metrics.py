@@ -6,15 +6,12 @@ endpoint aggregates every worker process (prometheus-client multiprocess mode).
 
 from __future__ import annotations
 
-import asyncio
+import bisect
 import functools
 import os
 from collections.abc import Callable
-from typing import TypeVar
 
-from aiohttp import web
 from prometheus_client import (
-    CONTENT_TYPE_LATEST,
     REGISTRY,
     CollectorRegistry,
     Counter,
@@ -23,17 +20,85 @@ from prometheus_client import (
     generate_latest,
     multiprocess,
 )
-from prometheus_client.metrics import MetricWrapperBase
-
-_M = TypeVar("_M", bound=MetricWrapperBase)
 
 
-def series(metric: _M) -> Callable[..., _M]:
-    """``metric.labels``, remembered per combination of label values: for the metrics every
-    request records, so the hot path skips the label checks and lookups. (Labels here are
-    low-cardinality by design, so the memo stays small; a series appears in /metrics only
-    once it is first recorded, as before.)"""
-    return functools.cache(metric.labels)
+class CountedSeries:
+    """One labelled series of a counter that the hot path counts in a plain number, added
+    to prometheus-client's value by :func:`fold` (in multiprocess mode each increment of
+    the real value is a locked write to a shared file: a couple of µs, every request)."""
+
+    __slots__ = ("_child", "pending")
+
+    def __init__(self, child: Counter) -> None:
+        self._child = child
+        self.pending = 0.0
+
+    def inc(self, amount: float = 1) -> None:
+        self.pending += amount
+
+    def fold(self) -> None:
+        if self.pending:
+            amount, self.pending = self.pending, 0.0
+            self._child.inc(amount)
+
+
+class ObservedSeries:
+    """As :class:`CountedSeries`, for a histogram: bucket counts and the sum, folded into
+    the histogram's own values (its ``_buckets`` and ``_sum``: prometheus-client has no
+    public call that adds many observations at once; tests/edge/telemetry pin the result)."""
+
+    __slots__ = ("_bounds", "_child", "_counts", "_sum")
+
+    def __init__(self, child: Histogram) -> None:
+        self._child = child
+        self._bounds: tuple[float, ...] = tuple(child._upper_bounds)
+        self._counts = [0] * len(self._bounds)
+        self._sum = 0.0
+
+    def observe(self, value: float) -> None:
+        self._sum += value
+        self._counts[bisect.bisect_left(self._bounds, value)] += 1
+
+    def fold(self) -> None:
+        counts = self._counts
+        if not any(counts):
+            return
+        total, self._sum = self._sum, 0.0
+        self._counts = [0] * len(counts)
+        child = self._child
+        child._sum.inc(total)
+        for bucket, count in zip(child._buckets, counts, strict=True):
+            if count:
+                bucket.inc(count)
+
+
+_FOLDED: list[CountedSeries | ObservedSeries] = []
+# Other plain counts to fold (edge.telemetry.answers registers its own).
+FOLDS: list[Callable[[], None]] = []
+
+
+def counted(metric: Counter) -> Callable[..., CountedSeries]:
+    """``metric.labels(...)`` for the hot path: one :class:`CountedSeries` per combination
+    of label values, made on first use (labels are low-cardinality by design, so the memo
+    stays small; a series appears in /metrics once first folded)."""
+
+    @functools.cache
+    def labelled(*values: str) -> CountedSeries:
+        one = CountedSeries(metric.labels(*values))
+        _FOLDED.append(one)
+        return one
+
+    return labelled
+
+
+def observed(metric: Histogram) -> Callable[..., ObservedSeries]:
+    @functools.cache
+    def labelled(*values: str) -> ObservedSeries:
+        one = ObservedSeries(metric.labels(*values))
+        _FOLDED.append(one)
+        return one
+
+    return labelled
 
 
 REQUESTS = Counter(
@@ -176,14 +241,19 @@ NEXT_TRACK_HINTS = Counter(
     ["outcome"],
 )
 
+ACCESS_LOG_DROPPED = Counter(
+    "encore_access_log_dropped_lines",
+    "Access log lines not written: the buffer was full or the write failed.",
+)
+
 # The series of the metrics recorded on every request (or every chunk of a body).
-requests = series(REQUESTS)
-response_bytes = series(RESPONSE_BYTES)
-ttfb = series(TTFB)
-cache_lookups = series(CACHE_LOOKUPS)
-fill_waits = series(FILL_WAITS)
-manifest_lookups = series(MANIFEST_LOOKUPS)
-next_track_hints = series(NEXT_TRACK_HINTS)
+requests = counted(REQUESTS)
+response_bytes = counted(RESPONSE_BYTES)
+ttfb = observed(TTFB)
+cache_lookups = counted(CACHE_LOOKUPS)
+fill_waits = counted(FILL_WAITS)
+manifest_lookups = counted(MANIFEST_LOOKUPS)
+next_track_hints = counted(NEXT_TRACK_HINTS)
 
 
 def _registry() -> CollectorRegistry:
@@ -194,12 +264,16 @@ def _registry() -> CollectorRegistry:
     return REGISTRY
 
 
-async def metrics_handler(request: web.Request) -> web.Response:
-    # Rendered in a thread: with several workers it reads and merges every worker's files,
-    # which would stall the requests this worker is serving.
-    body = await asyncio.to_thread(_render)
-    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+def fold() -> None:
+    """Add what the hot path counted to the metrics: once a second (edge.runtime.worker),
+    and in every worker before /metrics is rendered (edge.api.probes)."""
+    for one in _FOLDED:
+        one.fold()
+    for fold_one in FOLDS:
+        fold_one()
 
 
-def _render() -> bytes:
+def render() -> bytes:
+    """The exposition text: this process's metrics, or every worker's in multiprocess mode.
+    (Call :func:`fold` on the event loop first.)"""
     return generate_latest(_registry())

@@ -107,6 +107,15 @@ class ManifestStore:
         metrics.manifest_lookups("loaded").inc()
         return loaded
 
+    def fresh(self, track_id: str) -> LoadedManifest | None:
+        """The manifest of ``track_id`` if one is held and fresh (counted as a ``fresh``
+        lookup), else None: then :meth:`get`, which may wait on the origin."""
+        entry = self._entries.get(track_id)
+        if entry is not None and self._clock() - entry.fetched_at < self._refresh_after_s:
+            metrics.manifest_lookups("fresh").inc()
+            return entry.loaded
+        return None
+
     def _load(self, track_id: str) -> asyncio.Task[LoadedManifest]:
         task = self._in_flight.get(track_id)
         if task is None:

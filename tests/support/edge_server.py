@@ -9,17 +9,19 @@ import asyncio
 import email.parser
 import email.policy
 import http.client
+import tempfile
 import threading
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TypeVar
 
-from aiohttp import web
 from prometheus_client.parser import text_string_to_metric_families
 
-from edge.http.server import EdgeRunner
-from edge.runtime.app import create_app
+from edge.runtime.app import EdgeApp
+from edge.runtime.worker import Serving
+from edge.telemetry.access_log import AccessLog
 from origin.settings import Settings
 
 T = TypeVar("T")
@@ -61,7 +63,10 @@ class EdgeServer:
         self._loop = asyncio.new_event_loop()
         self._ready = threading.Event()
         self._error: BaseException | None = None
-        self._runner: web.AppRunner | None = None
+        self._serving: Serving | None = None
+        # The access log, in a file of its own (read with access_lines()).
+        self._log_dir = tempfile.TemporaryDirectory(prefix="encore-access-")
+        self.access_log_path = Path(self._log_dir.name) / "access.log"
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def start(self) -> EdgeServer:
@@ -82,18 +87,40 @@ class EdgeServer:
             return
         self._ready.set()
         self._loop.run_forever()
-        self._loop.run_until_complete(self._runner.cleanup() if self._runner else asyncio.sleep(0))
+        if self._serving is not None:
+            self._loop.run_until_complete(self._serving.stop(drain_s=1.0))
+        self._log_dir.cleanup()
         self._loop.run_until_complete(self._loop.shutdown_default_executor())
         self._loop.close()
 
     async def _start(self) -> None:
-        self._runner = EdgeRunner(create_app(self.settings, clock=self.clock), self.settings)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        server = site._server
-        assert isinstance(server, asyncio.Server)
-        self.port = server.sockets[0].getsockname()[1]
+        access_log = None
+        if self.settings.server.access_log:
+            log_format = self.settings.server.access_log_format
+            access_log = AccessLog(str(self.access_log_path), log_format)
+        self._serving = Serving(EdgeApp(self.settings, clock=self.clock), access_log)
+        self.port = await self._serving.start("127.0.0.1", 0)
+
+    def _access_log(self) -> list[str]:
+        path = self.access_log_path
+        return path.read_text().splitlines() if path.exists() else []
+
+    def access_mark(self) -> int:
+        """Where the access log is now: pass it to :meth:`access_lines` (after a short wait,
+        so lines of answers already given have been flushed)."""
+        time.sleep(0.25)  # the log flushes every 0.1 s
+        return len(self._access_log())
+
+    def access_lines(self, count: int, since: int = 0, timeout_s: float = 10) -> list[str]:
+        """The first ``count`` access log lines after ``since`` (a mark), waiting for them
+        (a line is written once its response is finished, and flushed within 0.1 s)."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            lines = self._access_log()[since:]
+            if len(lines) >= count:
+                return lines[:count]
+            assert time.monotonic() < deadline, f"{len(lines)} access log lines, not {count}"
+            time.sleep(0.02)
 
     def stop(self) -> None:
         """Stop and clean up (the app's cleanup contexts run); a second call does nothing."""
@@ -131,15 +158,15 @@ class EdgeServer:
     # --- the app's state, on the edge's own loop ------------------------------------------
 
     @property
-    def app(self) -> web.Application:
-        """The running aiohttp application; read its state (``app[tracks.SLICES]``...) on
-        the edge's loop, through :meth:`call`."""
-        assert self._runner is not None, "the edge is not started"
-        return self._runner.app
+    def app(self) -> EdgeApp:
+        """The running edge app; read its state (``app.slices``...) on the edge's loop,
+        through :meth:`call`."""
+        assert self._serving is not None, "the edge is not started"
+        return self._serving.app
 
-    def call(self, factory: Callable[[web.Application], Awaitable[T]], timeout: float = 30) -> T:
+    def call(self, factory: Callable[[EdgeApp], Awaitable[T]], timeout: float = 30) -> T:
         """Run ``factory(app)`` on the edge's event loop and return what it gives, e.g. a
-        drain hook: ``edge.call(lambda app: app[tracks.PREFETCHER].idle())``."""
+        drain hook: ``edge.call(lambda app: app.prefetcher.idle())``."""
 
         async def run() -> T:
             return await factory(self.app)

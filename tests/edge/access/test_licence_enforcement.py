@@ -12,7 +12,6 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from edge.api import tracks
 from origin.license import License
 from origin.manifest import Manifest
 from tests.conftest import TEST_SLICE_BYTES, Catalog
@@ -139,7 +138,7 @@ def test_prefetched_slices_are_refused_to_clients_outside_the_licence(
 
     # A listener in the US hints at the Nordic track: its audio is not fetched.
     edge.request("GET", playing_path, _as("US", **{"X-Encore-Next": nordic.track_id}))
-    edge.call(lambda app: app[tracks.PREFETCHER].idle())  # the hint's warm has run
+    edge.call(lambda app: app.prefetcher.idle())  # the hint's warm has run
     assert proxy.gets(key) == []
 
     # A listener in Sweden hints at it: it is prefetched...

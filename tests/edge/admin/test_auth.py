@@ -16,7 +16,7 @@ from aiohttp import web
 from prometheus_client import REGISTRY
 
 from edge.admin.auth import PEERS_TRACKED, FailureBackoff, require_token
-from edge.http.middleware import MIDDLEWARES
+from edge.admin.middleware import MIDDLEWARES
 from origin.local_s3 import free_port
 from tests.support.clock import ManualClock
 from tests.support.edge_server import Counters, EdgeServer

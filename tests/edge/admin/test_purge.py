@@ -12,9 +12,8 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from aiohttp import web
 
-from edge.api import tracks
+from edge.runtime.app import EdgeApp
 from edge.upstream.client_view import LoadedManifest
 from origin import layout
 from origin.license import License
@@ -155,8 +154,8 @@ def test_a_purge_during_a_manifest_load_leaves_the_next_load_single_flight(
     def manifest_gets() -> int:
         return sum(1 for r in proxy.gets() if key in r.path)
 
-    async def scenario(app: web.Application) -> tuple[LoadedManifest, LoadedManifest]:
-        store = app[tracks.MANIFESTS]
+    async def scenario(app: EdgeApp) -> tuple[LoadedManifest, LoadedManifest]:
+        store = app.manifests
         load_a = asyncio.ensure_future(store.get(track_id))
         deadline = asyncio.get_running_loop().time() + 10
         while manifest_gets() < 1:  # A's GET has reached the origin: it is held there

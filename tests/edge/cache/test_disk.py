@@ -21,7 +21,6 @@ from typing import Any
 
 import pytest
 
-from edge.api import tracks
 from edge.cache import slice_files
 from edge.cache.disk import DiskTier
 from edge.cache.slice_files import claim_path, slice_name, slice_path
@@ -51,7 +50,7 @@ def _wait_for_files(root: Path, count: int, timeout_s: float = 10) -> list[Path]
 def _disk_writes_done(edge: EdgeServer) -> None:
     """Until every background disk write the edge started has landed (the store's drain hook),
     so what a test then sees on disk is final, not early."""
-    landed = edge.call(lambda app: app[tracks.SLICES].disk_writes_done(timeout_s=20))
+    landed = edge.call(lambda app: app.slices.disk_writes_done(timeout_s=20))
     assert landed, "background disk writes never finished"
 
 

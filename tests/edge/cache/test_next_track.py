@@ -14,7 +14,6 @@ from collections.abc import Callable
 import pytest
 
 from edge.access.signing import signed_query
-from edge.api import tracks
 from edge.cache.next_track import BURST, REFILL_S, HintBudget, parse_hint
 from origin import layout
 from tests.conftest import TEST_SLICE_BYTES, Catalog
@@ -32,7 +31,7 @@ def _signed(path: str, ttl_s: int = 600) -> str:
 
 def _prefetch_idle(edge: EdgeServer) -> None:
     """Until every prefetch job queued so far (the hints' warms) has run."""
-    edge.call(lambda app: app[tracks.PREFETCHER].idle())
+    edge.call(lambda app: app.prefetcher.idle())
 
 
 def _manifest_gets(proxy: TcpProxy, track_id: str) -> int:

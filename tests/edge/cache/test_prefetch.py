@@ -11,9 +11,7 @@ import os
 import time
 from collections.abc import Callable
 
-from aiohttp import web
-
-from edge.api import tracks
+from edge.runtime.app import EdgeApp
 from origin import layout
 from origin.license import License
 from tests.conftest import TEST_SLICE_BYTES, Catalog
@@ -38,8 +36,8 @@ def _wait_cached(edge: EdgeServer, path: str, index: int, timeout_s: float = 10)
         time.sleep(0.02)
 
 
-async def _fetches_in_flight(app: web.Application) -> int:
-    return len(app[tracks.SLICES].fills)
+async def _fetches_in_flight(app: EdgeApp) -> int:
+    return len(app.slices.fills)
 
 
 def _wait_fetches_done(edge: EdgeServer, timeout_s: float = 10) -> None:
@@ -52,7 +50,7 @@ def _wait_fetches_done(edge: EdgeServer, timeout_s: float = 10) -> None:
 
 def _prefetch_idle(edge: EdgeServer) -> None:
     """Every prefetch job queued so far has run, its origin fetches included."""
-    edge.call(lambda app: app[tracks.PREFETCHER].idle())
+    edge.call(lambda app: app.prefetcher.idle())
 
 
 def _covers(range_header: str, offset: int) -> bool:
@@ -98,8 +96,8 @@ def test_reading_slice_n_fetches_the_next_k_slices_ahead(
     ]
 
 
-async def _readers_of(app: web.Application, key: str, index: int) -> int:
-    fill = app[tracks.SLICES].fills.get((key, index))
+async def _readers_of(app: EdgeApp, key: str, index: int) -> int:
+    fill = app.slices.fills.get((key, index))
     return 0 if fill is None else fill.readers
 
 

@@ -10,7 +10,6 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from edge.api import tracks
 from edge.cache.slice_files import _HEADER, decode
 from tests.conftest import TEST_SLICE_BYTES, Catalog
 from tests.support.crowd import crowd
@@ -33,7 +32,7 @@ def _slice_file_contents(path: Path) -> tuple[int, bytes]:
     key = raw[_HEADER.size : _HEADER.size + key_length].decode()
     stored = decode(raw, key, index, length)
     assert stored is not None, f"{path} does not verify"
-    return index, stored
+    return index, bytes(stored)
 
 
 def _warm_manifest(edge: EdgeServer, path: str) -> None:
@@ -137,7 +136,7 @@ def test_a_truncated_origin_body_reaches_no_tier_and_no_client_as_complete(
         assert reply.status == 0 or reply.status >= 500, (reply.status, len(reply.body))
     proxy.faults.truncate_response_at = None
     # Every background disk write started so far, wrong ones included, has landed.
-    assert edge.call(lambda app: app[tracks.SLICES].disk_writes_done(10))
+    assert edge.call(lambda app: app.slices.disk_writes_done(10))
     slice_files = [p for p in (tmp_path / "cache").rglob("*") if p.is_file()]
     before = len(proxy.gets(key))
     again = edge.get(path)

@@ -29,18 +29,18 @@ def test_http_date_drops_sub_seconds() -> None:
     ("headers", "outcome"),
     [
         ({}, Outcome.PROCEED),
-        ({"If-None-Match": ETAG}, Outcome.NOT_MODIFIED),
-        ({"If-None-Match": 'W/"abc"'}, Outcome.NOT_MODIFIED),
-        ({"If-None-Match": '"x,y", "abc"'}, Outcome.NOT_MODIFIED),
-        ({"If-None-Match": "*"}, Outcome.NOT_MODIFIED),
-        ({"If-None-Match": '"abcd"'}, Outcome.PROCEED),
-        ({"If-None-Match": "garbage"}, Outcome.PROCEED),
-        ({"If-Modified-Since": MODIFIED_HTTP}, Outcome.NOT_MODIFIED),
-        ({"If-Modified-Since": "Thu, 30 Apr 2026 12:00:00 GMT"}, Outcome.PROCEED),
-        ({"If-Modified-Since": "yesterday"}, Outcome.PROCEED),
+        ({"if-none-match": ETAG}, Outcome.NOT_MODIFIED),
+        ({"if-none-match": 'W/"abc"'}, Outcome.NOT_MODIFIED),
+        ({"if-none-match": '"x,y", "abc"'}, Outcome.NOT_MODIFIED),
+        ({"if-none-match": "*"}, Outcome.NOT_MODIFIED),
+        ({"if-none-match": '"abcd"'}, Outcome.PROCEED),
+        ({"if-none-match": "garbage"}, Outcome.PROCEED),
+        ({"if-modified-since": MODIFIED_HTTP}, Outcome.NOT_MODIFIED),
+        ({"if-modified-since": "Thu, 30 Apr 2026 12:00:00 GMT"}, Outcome.PROCEED),
+        ({"if-modified-since": "yesterday"}, Outcome.PROCEED),
         # If-None-Match wins over If-Modified-Since.
-        ({"If-None-Match": '"other"', "If-Modified-Since": MODIFIED_HTTP}, Outcome.PROCEED),
-        ({"If-Match": ETAG}, Outcome.PROCEED),
+        ({"if-none-match": '"other"', "if-modified-since": MODIFIED_HTTP}, Outcome.PROCEED),
+        ({"if-match": ETAG}, Outcome.PROCEED),
     ],
 )
 def test_evaluate(headers: dict[str, str], outcome: Outcome) -> None:
@@ -50,9 +50,9 @@ def test_evaluate(headers: dict[str, str], outcome: Outcome) -> None:
 @pytest.mark.parametrize(
     "headers",
     [
-        {"If-Match": '"other"'},
-        {"If-Match": 'W/"abc"'},  # If-Match compares strongly
-        {"If-Unmodified-Since": "Thu, 30 Apr 2026 12:00:00 GMT"},
+        {"if-match": '"other"'},
+        {"if-match": 'W/"abc"'},  # If-Match compares strongly
+        {"if-unmodified-since": "Thu, 30 Apr 2026 12:00:00 GMT"},
     ],
 )
 def test_precondition_failed(headers: dict[str, str]) -> None:
@@ -72,7 +72,7 @@ def test_precondition_failed(headers: dict[str, str]) -> None:
     ],
 )
 def test_if_range(value: str, applies: bool) -> None:
-    assert range_applies({"If-Range": value}, ETAG, MODIFIED) is applies
+    assert range_applies({"if-range": value}, ETAG, MODIFIED) is applies
     assert range_applies({}, ETAG, MODIFIED) is True
 
 
@@ -93,19 +93,19 @@ def test_a_date_out_of_any_range_parses_as_no_date(value: str) -> None:
 
 @pytest.mark.parametrize("value", INVALID_DATES)
 def test_an_invalid_date_in_a_condition_is_ignored(value: str) -> None:
-    assert evaluate({"If-Modified-Since": value}, ETAG, MODIFIED) is Outcome.PROCEED
-    assert evaluate({"If-Unmodified-Since": value}, ETAG, MODIFIED) is Outcome.PROCEED
+    assert evaluate({"if-modified-since": value}, ETAG, MODIFIED) is Outcome.PROCEED
+    assert evaluate({"if-unmodified-since": value}, ETAG, MODIFIED) is Outcome.PROCEED
     # Ignored, not fatal: the other conditions still decide.
-    both = {"If-Unmodified-Since": value, "If-None-Match": ETAG}
+    both = {"if-unmodified-since": value, "if-none-match": ETAG}
     assert evaluate(both, ETAG, MODIFIED) is Outcome.NOT_MODIFIED
 
 
 @pytest.mark.parametrize("value", INVALID_DATES)
 def test_an_invalid_if_range_date_means_the_whole_body(value: str) -> None:
-    assert range_applies({"If-Range": value}, ETAG, MODIFIED) is False
+    assert range_applies({"if-range": value}, ETAG, MODIFIED) is False
 
 
-@pytest.mark.parametrize("header", ["If-Modified-Since", "If-Unmodified-Since", "If-Range"])
+@pytest.mark.parametrize("header", ["if-modified-since", "if-unmodified-since", "if-range"])
 def test_invalid_dates_over_http_are_answered_as_if_absent(
     edge: EdgeServer, catalog: Catalog, caplog: pytest.LogCaptureFixture, header: str
 ) -> None:
@@ -118,7 +118,7 @@ def test_invalid_dates_over_http_are_answered_as_if_absent(
             assert reply.status == 200, (value, reply.body)
             assert json.loads(reply.body)["track_id"] == manifest.track_id
             reply = edge.get(f"{track}/160", Range="bytes=10-19", **{header: value})
-            if header == "If-Range":  # the condition cannot hold: the whole body, no range
+            if header == "if-range":  # the condition cannot hold: the whole body, no range
                 assert (reply.status, reply.header("Content-Range")) == (200, None), value
                 assert reply.body == data
             else:

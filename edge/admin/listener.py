@@ -1,27 +1,11 @@
-"""The edge's HTTP listeners on aiohttp's server, with Encore's rules at the connection level.
-
-aiohttp parses requests and runs the app; this module changes what its defaults get wrong for
-a node on the public internet:
+"""The admin listener on aiohttp's server, with the public listener's rules where they matter:
 
 - A request aiohttp cannot parse gets a JSON ``400`` with a stable code and a closed
   connection, and one WARNING line naming the peer and the kind of fault, never the bytes
-  (they may hold a token). aiohttp itself would echo up to 128 KB of them, in the body and in
-  an ERROR traceback.
-- Only HTTP/1.0 and 1.1 are served: another version gets ``505`` (HTTP/0.9, which has no
-  version, ``400``), on an HTTP/1.1 status line rather than one naming the client's version.
+  (they may hold a token). aiohttp itself would echo up to 128 KB of them.
+- Only HTTP/1.0 and 1.1 are served: another version gets ``505`` (HTTP/0.9 ``400``).
 - ``server.max_header_bytes`` bounds a whole header line, name and value together.
-- **Send timeout.** A connection whose queued response bytes make no progress for
-  ``server.send_timeout_s`` (the client took less than :data:`MIN_PROGRESS_BYTES` of them) is
-  cut and counted (``encore_send_timeouts_total``): a client that stops reading cannot hold
-  memory and a connection. Each connection queues at most
-  :data:`QUEUE_HIGH_BYTES` in user space before its writers wait (plus one write of at most
-  :data:`MAX_WRITE_BYTES`, see ``edge.http.audio_response``), and its kernel send buffer is
-  ``server.send_buffer_bytes`` rather than autotuned up to megabytes. What the kernel holds is
-  bounded in time by ``TCP_USER_TIMEOUT`` (the same timeout), even once the edge has closed
-  the connection: a response small enough to fit in the buffers never pauses the writer.
-- ``Server: encore``, without versions.
-- The access log line, with a signed URL's ``sig`` blanked (the path and ``kid`` stay).
-- :func:`serve`: run an app until SIGTERM or SIGINT, then shut down gracefully.
+- ``Server: encore``, without versions; an access log line per request, ``sig`` blanked.
 
 aiohttp has no public hook for the protocol class, so :class:`EdgeRunner` builds aiohttp's
 ``Server`` itself from the application's handler (the one place that reaches into aiohttp).
@@ -30,12 +14,10 @@ aiohttp has no public hook for the protocol class, so :class:`EdgeRunner` builds
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import re
-import signal
-import socket
-import struct
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, Protocol, runtime_checkable
 
 from aiohttp import web
@@ -44,100 +26,33 @@ from aiohttp.http import HttpVersion10, HttpVersion11
 from aiohttp.http_exceptions import BadHttpMethod, BadStatusLine, HttpProcessingError, LineTooLong
 from aiohttp.web_protocol import ERROR, RequestHandler
 
-from edge.http.errors import json_error
+from edge.http.response import SERVER_HEADER
 from edge.telemetry import metrics
 from origin.settings import Settings
 
-log = logging.getLogger("edge.http")
+log = logging.getLogger("edge.admin.http")
 
-SERVER_HEADER = "encore"
-# Per connection: past this many bytes queued in user space, writers wait for the client.
-QUEUE_HIGH_BYTES = 64 * 1024
-QUEUE_LOW_BYTES = 16 * 1024
-# What a paused connection must take per send timeout to count as making progress.
-MIN_PROGRESS_BYTES = QUEUE_LOW_BYTES
-# The longest single write the edge makes to one connection (a larger chunk is split).
-MAX_WRITE_BYTES = 256 * 1024
 # A request the app must refuse before routing (see _checked_request): (status, code, message).
 REFUSAL = web.RequestKey("encore_refusal", tuple)
+
+
+def json_error(
+    status: int,
+    code: str,
+    message: str,
+    headers: Mapping[str, str] | None = None,
+    details: Mapping[str, str] | None = None,
+) -> web.Response:
+    body = json.dumps({"error": code, **(details or {}), "message": message}).encode()
+    return web.Response(status=status, body=body, content_type="application/json", headers=headers)
+
+
 _SIG = re.compile(r"(?<=[?&])sig=[^&]*")
 _FIRST_LINE_CHARS = 100  # of a parser error's message, in the log
-_RESET_ON_CLOSE = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: close() sends RST
 
 
 class Connection(RequestHandler):
-    """One client connection: aiohttp's protocol with the send timeout, JSON parser errors,
-    and per-connection state of the edge's own (the next-track hint budget)."""
-
-    def __init__(
-        self, manager: web.Server, *, send_timeout_s: float, send_buffer_bytes: int, **kwargs: Any
-    ) -> None:
-        super().__init__(manager, **kwargs)
-        self.send_timeout_s = send_timeout_s
-        self.send_buffer_bytes = send_buffer_bytes
-        self.state: dict[str, object] = {}  # the edge's per-connection state, by feature
-        self._watchdog: asyncio.TimerHandle | None = None
-        self._queued_at_check = 0
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        super().connection_made(transport)
-        if isinstance(transport, asyncio.WriteTransport):
-            transport.set_write_buffer_limits(high=QUEUE_HIGH_BYTES, low=QUEUE_LOW_BYTES)
-        sock = transport.get_extra_info("socket")
-        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
-            if self.send_buffer_bytes:
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self.send_buffer_bytes)
-            # Bytes already handed to the kernel are the kernel's to time out: unacknowledged
-            # (a client that advertises a zero window included) for this long, the connection
-            # is reset, also after it was closed with bytes still queued.
-            if hasattr(socket, "TCP_USER_TIMEOUT"):  # Linux; elsewhere the watchdog alone
-                timeout_ms = int(self.send_timeout_s * 1000)
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, timeout_ms)
-
-    def pause_writing(self) -> None:
-        super().pause_writing()
-        self._arm_watchdog()
-
-    def resume_writing(self) -> None:
-        self._disarm_watchdog()
-        super().resume_writing()
-
-    def connection_lost(self, exc: BaseException | None) -> None:
-        self._disarm_watchdog()
-        super().connection_lost(exc)
-
-    def _arm_watchdog(self) -> None:
-        transport = self.transport
-        if transport is None:
-            return
-        self._queued_at_check = transport.get_write_buffer_size()
-        self._watchdog = self._loop.call_later(self.send_timeout_s, self._check_progress)
-
-    def _disarm_watchdog(self) -> None:
-        if self._watchdog is not None:
-            self._watchdog.cancel()
-            self._watchdog = None
-
-    def _check_progress(self) -> None:
-        """Writing has been paused for ``send_timeout_s``: cut the connection unless the client
-        has taken a fair share of the queued bytes meanwhile (a client that takes a byte now
-        and then would otherwise hold its connection and buffers for ever)."""
-        self._watchdog = None
-        transport = self.transport
-        if transport is None:
-            return
-        queued = transport.get_write_buffer_size()
-        if self._queued_at_check - queued >= min(MIN_PROGRESS_BYTES, self._queued_at_check):
-            self._arm_watchdog()  # slow, but reading
-            return
-        metrics.SEND_TIMEOUTS.inc()
-        log.debug("cutting a client that read nothing for %g s", self.send_timeout_s)
-        # Reset, not close: a closed socket would keep trying to deliver its queued bytes
-        # (orphaned, in FIN-WAIT-1), holding the kernel memory this is meant to free.
-        sock = transport.get_extra_info("socket")
-        if sock is not None:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _RESET_ON_CLOSE)
-        transport.abort()
+    """aiohttp's protocol, answering requests it cannot parse with JSON."""
 
     def handle_error(
         self,
@@ -189,12 +104,8 @@ def _first_line(exc: BaseException | None) -> str:
 class _Server(web.Server):
     """aiohttp's server, making :class:`Connection` protocols and checking each request."""
 
-    def __init__(self, *args: Any, connection: dict[str, Any], **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._connection = connection  # Connection's own options
-
     def __call__(self) -> RequestHandler:
-        return Connection(self, loop=self._loop, **self._connection, **self._kwargs)
+        return Connection(self, loop=self._loop, **self._kwargs)
 
 
 def _checked_request(
@@ -304,10 +215,6 @@ class EdgeRunner(web.AppRunner):
     ) -> None:
         super().__init__(app, shutdown_timeout=shutdown_timeout, **runner_options(settings))
         app.on_response_prepare.append(_add_server_header)  # every app this runner serves
-        self._connection = {
-            "send_timeout_s": settings.server.send_timeout_s,
-            "send_buffer_bytes": settings.server.send_buffer_bytes,
-        }
         self._max_header_line = settings.server.max_header_bytes
 
     async def _make_server(self) -> web.Server:
@@ -319,10 +226,9 @@ class EdgeRunner(web.AppRunner):
         await app.startup()
         app.freeze()
         return _Server(
-            app._handle,
+            app._handle,  # type: ignore[arg-type]  # aiohttp's own pairing, as in AppRunner
             request_factory=_checked_request(app._make_request, self._max_header_line),
             loop=loop,
-            connection=self._connection,
             **self._kwargs,
         )
 
@@ -330,58 +236,3 @@ class EdgeRunner(web.AppRunner):
 async def _add_server_header(request: web.Request, response: web.StreamResponse) -> None:
     """An ``on_response_prepare`` hook: aiohttp would announce its and Python's versions."""
     response.headers["Server"] = SERVER_HEADER
-
-
-def serve(
-    app: web.Application,
-    settings: Settings,
-    *,
-    loop: asyncio.AbstractEventLoop,
-    reuse_port: bool = False,
-    shutdown_timeout: float = 10.0,
-    banner: str | None = None,
-) -> None:
-    """Serve ``app`` on ``server.host:server.port`` until SIGTERM or SIGINT; then stop
-    accepting, let requests in flight finish (up to ``shutdown_timeout``), and run the app's
-    cleanup (which drains what it must, such as pending disk writes)."""
-    asyncio.set_event_loop(loop)
-    try:
-        loop.run_until_complete(
-            _serve(app, settings, reuse_port=reuse_port, drain_s=shutdown_timeout, banner=banner)
-        )
-    finally:
-        leftovers = [task for task in asyncio.all_tasks(loop) if not task.done()]
-        for task in leftovers:
-            task.cancel()
-        loop.run_until_complete(asyncio.gather(*leftovers, return_exceptions=True))
-        loop.run_until_complete(loop.shutdown_asyncgens())
-        loop.run_until_complete(loop.shutdown_default_executor())
-        asyncio.set_event_loop(None)
-        loop.close()
-
-
-async def _serve(
-    app: web.Application,
-    settings: Settings,
-    *,
-    reuse_port: bool,
-    drain_s: float,
-    banner: str | None,
-) -> None:
-    loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
-    runner = EdgeRunner(app, settings, shutdown_timeout=drain_s)
-    try:
-        await runner.setup()  # the app's startup: a failure still runs its cleanup below
-        server = settings.server
-        site = web.TCPSite(runner, server.host, server.port, reuse_port=reuse_port or None)
-        await site.start()
-        if banner is not None:
-            print(banner.format(url=site.name), flush=True)
-        await stop.wait()
-    finally:
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.remove_signal_handler(signum)
-        await runner.cleanup()

@@ -1,5 +1,4 @@
-"""Cross-cutting HTTP behaviour: JSON errors, request metrics and CORS headers. (``Server`` is
-the listener's: ``edge.http.server``.)"""
+"""The admin app's cross-cutting behaviour on aiohttp: JSON errors and request metrics."""
 
 from __future__ import annotations
 
@@ -8,14 +7,13 @@ import logging
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from edge.http.errors import EncoreError, StreamAborted, error_response, json_error
-from edge.http.server import REFUSAL
+from edge.admin.listener import REFUSAL, json_error
+from edge.http.errors import EncoreError, status_of
 from edge.telemetry import metrics
 
 log = logging.getLogger(__name__)
 
 _METHODS = frozenset({"GET", "HEAD", "OPTIONS", "POST", "PUT", "DELETE", "PATCH"})
-_EXPOSED = "Content-Range, Content-Length, Accept-Ranges, ETag, X-Cache, X-Cache-Tier"
 # Codes for the errors aiohttp raises itself (routing, body limits): fixed here, not derived
 # from reason phrases, which change between Python versions (413 did in 3.13).
 _HTTP_CODES = {
@@ -27,6 +25,10 @@ _HTTP_CODES = {
 }
 
 
+def error_response(exc: EncoreError) -> web.Response:
+    return json_error(status_of(exc), exc.code, exc.message, exc.headers, exc.details())
+
+
 def _route(request: web.Request) -> str:
     name = request.match_info.route.resource.name if request.match_info.route.resource else None
     return name or "unmatched"
@@ -36,7 +38,7 @@ def _route(request: web.Request) -> str:
 async def handle_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Every failure becomes ``{"error", "message"}`` JSON; never a traceback in a body."""
     refusal = request.get(REFUSAL)
-    if refusal is not None:  # refused at the protocol level (edge.http.server)
+    if refusal is not None:  # refused at the protocol level (edge.admin.listener)
         status, code, message = refusal
         response = json_error(status, code, message)
         response.force_close()
@@ -52,8 +54,6 @@ async def handle_errors(request: web.Request, handler: Handler) -> web.StreamRes
         message = "no such resource" if exc.status == 404 else exc.reason
         headers = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
         return json_error(exc.status, code, message, headers)
-    except StreamAborted:
-        raise  # the response is already on the wire; the connection has been cut
     except Exception:
         log.exception("unexpected error serving %s %s", request.method, request.path)
         return json_error(500, "internal_error", "internal error; see the edge's log")
@@ -66,17 +66,9 @@ async def count_requests(request: web.Request, handler: Handler) -> web.StreamRe
         response = await handler(request)
         status = str(response.status)
         return response
-    except StreamAborted as aborted:
-        status = "client_closed" if aborted.client_left else "aborted"
-        return aborted.response
     finally:
         method = request.method if request.method in _METHODS else "other"  # bounded labels
         metrics.requests(_route(request), method, status).inc()
-
-
-async def add_cors_headers(request: web.Request, response: web.StreamResponse) -> None:
-    response.headers["Access-Control-Allow-Origin"] = "*"
-    response.headers["Access-Control-Expose-Headers"] = _EXPOSED
 
 
 MIDDLEWARES = [count_requests, handle_errors]

@@ -1,0 +1,27 @@
+"""What the public routes work with: one worker's settings, checks, stores and hints."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from edge.access.checks import Access
+from edge.cache.next_track import NextTrackHints
+from edge.cache.prefetch import Prefetcher
+from edge.cache.store import SliceStore
+from edge.upstream.manifests import ManifestStore
+from origin.settings import Settings
+
+
+@dataclass(slots=True)
+class Services:
+    settings: Settings
+    access: Access
+    manifests: ManifestStore
+    slices: SliceStore
+    prefetcher: Prefetcher
+    hints: NextTrackHints
+    # Ready to serve: set once the worker has started, cleared when it begins to stop.
+    ready: list[bool] = field(default_factory=lambda: [False])
+    # Asks this node's other workers to fold their counts, before /metrics is rendered.
+    fold_peers: Callable[[], Awaitable[object]] | None = None

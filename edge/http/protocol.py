@@ -1,0 +1,710 @@
+"""The public listener's HTTP/1.1 connection: an ``asyncio.Protocol`` over uvloop, with the
+``httptools`` parser (llhttp, strict: obs-fold, whitespace before a colon, bare LF, NUL and
+control bytes, duplicate ``Content-Length`` are parse errors).
+
+One request is answered at a time, in order: pipelined requests wait in a short queue (and
+reading pauses when it fills), and the next is taken only once the current response is
+queued and the client has caught up with it. A handler answers either at once (a memory hit:
+no task, no coroutine) or by returning a coroutine, which runs as a task.
+
+The connection's rules (RFC 9112, and what a node on the public internet needs):
+
+- HTTP/1.0 and 1.1 only: ``2.0`` gets ``505``, HTTP/0.9 ``400``. Responses say ``HTTP/1.1``.
+- No request bodies on the public API: a body on GET or HEAD (``Transfer-Encoding``, or
+  ``Content-Length`` above 0) is a ``400 request_body_not_allowed``; any other method with
+  a body is answered (405, 404) and the connection closed, its body unread.
+- Limits: the request line (``server.max_request_line_bytes``), each header line, name and
+  value (``server.max_header_bytes``), the header count (``server.max_headers``), the whole
+  head (:data:`HEAD_SLACK_BYTES` over the request line and one header line).
+- Timeouts: ``server.idle_timeout_s`` between requests; ``server.request_head_timeout_s``
+  for a head once begun (a slowloris client gets ``408`` and is closed); the send timeout
+  (``server.send_timeout_s``): a client that takes less than :data:`MIN_PROGRESS_BYTES`
+  of its queued bytes in that long is reset. ``TCP_USER_TIMEOUT`` bounds what the kernel
+  holds for it, even after the close.
+- Backpressure: at most :data:`QUEUE_HIGH_BYTES` queued in user space before writers
+  wait (plus one write of at most :data:`MAX_WRITE_BYTES`), and a kernel send buffer of
+  ``server.send_buffer_bytes``.
+- Every refusal is a JSON error with a stable code and the connection closed, logged as one
+  WARNING line that names the peer and the fault, never the request's bytes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import socket
+import struct
+import time
+from collections import deque
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from typing import Any, Protocol, cast
+
+import httptools
+
+from edge.http.request import Request
+from edge.http.response import COMMON_HEADERS, JSON, DateHeader, error_body, status_line
+from edge.telemetry import metrics
+
+log = logging.getLogger("edge.http")
+
+# Per connection: past this many bytes queued in user space, writers wait for the client.
+QUEUE_HIGH_BYTES = 64 * 1024
+QUEUE_LOW_BYTES = 16 * 1024
+# What a paused connection must take per send timeout to count as making progress.
+MIN_PROGRESS_BYTES = QUEUE_LOW_BYTES
+# The longest single write the edge makes to one connection (a larger chunk is split).
+MAX_WRITE_BYTES = 256 * 1024
+# Unsent bytes past which a fill stops writing to this client itself (see edge.cache.fills).
+CONGESTED_ABOVE_BYTES = 256 * 1024
+JOIN_BELOW_BYTES = 2048  # smaller first bytes are copied after the head, larger ones not
+HEAD_SLACK_BYTES = 32 * 1024  # a whole head may exceed one line of each limit by this much
+MAX_PIPELINED = 16  # parsed requests waiting their turn before reading pauses
+_RESET_ON_CLOSE = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: close() sends RST
+_BODYLESS = frozenset({"GET", "HEAD"})
+_NO_LENGTH = frozenset({204, 304})  # RFC 9110: no Content-Length (204), or the 200's (304)
+
+Handler = Callable[[Request, "HttpConnection"], Coroutine[Any, Any, None] | None]
+
+
+class Observer(Protocol):
+    """Told of every answer: the access log and the request metrics."""
+
+    def answered(self, request: Request | None, status: int, outcome: str, body_bytes: int) -> None:
+        """``status`` as sent (0: none was); ``outcome``: the status, or ``client_closed``
+        (the client left) or ``aborted`` (the edge cut a body it could not complete)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    max_request_line: int
+    max_header_line: int
+    max_headers: int
+    idle_timeout_s: float
+    head_timeout_s: float
+    send_timeout_s: float
+    send_buffer_bytes: int
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """A request refused before it reaches a handler."""
+
+    status: int
+    code: str
+    message: str
+    head_only: bool = False  # refusing a HEAD: no body
+
+
+class _Refused(Exception):
+    """Raised inside a parser callback to stop parsing; the refusal is on the connection."""
+
+
+class ClientGone(ConnectionResetError):
+    """The client left (or was cut for not reading) while its response was being written."""
+
+
+_DATE = DateHeader()
+
+
+class Connections:
+    """The open connections of a listener, and whether there are none."""
+
+    def __init__(self) -> None:
+        self.open: set[HttpConnection] = set()
+        self.none = asyncio.Event()
+        self.none.set()
+
+    def add(self, conn: HttpConnection) -> None:
+        self.open.add(conn)
+        self.none.clear()
+
+    def discard(self, conn: HttpConnection) -> None:
+        self.open.discard(conn)
+        if not self.open:
+            self.none.set()
+
+
+class HttpConnection(asyncio.Protocol):
+    """See the module docstring. Also the ``Client`` a slice fill writes to directly."""
+
+    def __init__(
+        self,
+        handler: Handler,
+        observer: Observer,
+        limits: Limits,
+        loop: asyncio.AbstractEventLoop,
+        registry: Connections | None = None,
+    ) -> None:
+        self._registry = registry  # the listener's open connections
+        self._handler = handler
+        self._observer = observer
+        self._limits = limits
+        self._loop = loop
+        self._transport: asyncio.Transport | None = None
+        self._parser = httptools.HttpRequestParser(self)
+        self.remote: str | None = None
+        self.state: dict[str, object] = {}  # the edge's per-connection state, by feature
+        self._queue: deque[Request | Refusal] = deque()
+        self._current: Request | None = None
+        self._pumping = False
+        self._reading = True
+        self._stop_parsing = False  # a refusal or a body we will not read: take no more bytes
+        self._close_after = False  # close once the current response is out
+        # The request being parsed.
+        self._url = bytearray()
+        self._headers: dict[str, str] = {}
+        self._repeated: dict[str, list[str]] | None = None
+        self._header_count = 0
+        self._head_bytes = 0
+        self._in_head = False
+        self._refusal: Refusal | None = None
+        # The response being written.
+        self._pending_head: bytes | None = None  # a streamed head, sent with its first bytes
+        self._rest: deque[bytes | memoryview] = deque()  # of a body in memory, still to write
+        self._rest_of: Request | None = None  # the request those bytes answer
+        self._status = 0
+        self.body_sent = 0
+        self.first_byte_at: float | None = None
+        # Flow control and timers.
+        self._paused = False
+        self._drained: asyncio.Future[None] | None = None
+        self._after_drain = False  # take the next request once the client catches up
+        self._idle: asyncio.TimerHandle | None = None
+        self._head_timer: asyncio.TimerHandle | None = None
+        self._watchdog: asyncio.TimerHandle | None = None
+        self._queued_at_check = 0
+        self.closed = False
+
+    # --- asyncio.Protocol ----------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports are not asyncio.Transport subclasses, but behave as one.
+        transport = cast(asyncio.Transport, transport)
+        self._transport = transport
+        if self._registry is not None:
+            self._registry.add(self)
+        transport.set_write_buffer_limits(high=QUEUE_HIGH_BYTES, low=QUEUE_LOW_BYTES)
+        peer = transport.get_extra_info("peername")
+        self.remote = peer[0] if isinstance(peer, tuple) else None
+        sock = transport.get_extra_info("socket")
+        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+            limits = self._limits
+            if limits.send_buffer_bytes:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, limits.send_buffer_bytes)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            # Bytes handed to the kernel are the kernel's to time out: unacknowledged (a zero
+            # window included) for this long, the connection is reset, also after a close.
+            if hasattr(socket, "TCP_USER_TIMEOUT"):  # Linux; elsewhere the watchdog alone
+                timeout_ms = int(limits.send_timeout_s * 1000)
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, timeout_ms)
+        self._arm_idle()
+
+    def data_received(self, data: bytes) -> None:
+        if self._stop_parsing:
+            return
+        if self._in_head:  # a head over several reads: bound what the parser accumulates
+            self._head_bytes += len(data)
+            limits = self._limits
+            if (
+                self._head_bytes
+                > limits.max_request_line + limits.max_header_line + HEAD_SLACK_BYTES
+            ):
+                self._refuse_parsing(_too_large("the request head is over this edge's limit"))
+                self._pump()
+                return
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            self._stop_parsing = True  # no protocol switch here: answer, then close
+            self._close_after = True
+        except (httptools.HttpParserCallbackError, httptools.HttpParserError) as exc:
+            refusal = self._refusal or _parse_refusal(exc)
+            self._refuse_parsing(refusal, exc)
+        self._pump()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        if self._registry is not None:
+            self._registry.discard(self)
+        for timer in (self._idle, self._head_timer, self._watchdog):
+            if timer is not None:
+                timer.cancel()
+        self._queue.clear()
+        self._wake_writers()
+        if self._rest_of is not None:
+            self._push_rest()  # counts it: the client left
+
+    def pause_writing(self) -> None:
+        self._paused = True
+        self._arm_watchdog()
+
+    def resume_writing(self) -> None:
+        self._paused = False
+        self._disarm_watchdog()
+        self._wake_writers()
+        if self._rest_of is not None:
+            self._push_rest()
+        if self._after_drain:
+            self._after_drain = False
+            self._pump()
+
+    def close_when_idle(self) -> None:
+        """Shutting down: close now if no request is being answered, else after it."""
+        self._close_after = True
+        self._stop_parsing = True
+        if self._current is None and self._transport is not None:
+            self._transport.close()
+
+    def cut(self) -> None:
+        if self._transport is not None:
+            self._transport.abort()
+
+    # --- parser callbacks (httptools) ------------------------------------------------------
+
+    def on_message_begin(self) -> None:
+        self._in_head = True
+        self._url.clear()
+        self._headers = {}
+        self._repeated = None
+        self._header_count = 0
+        self._refusal = None
+        if self._idle is not None:
+            self._idle.cancel()
+            self._idle = None
+        if self._head_timer is None:
+            self._head_timer = self._loop.call_later(self._limits.head_timeout_s, self._head_late)
+
+    def on_url(self, url: bytes) -> None:
+        self._url += url
+        # The whole line: method, target, version ("HTTP/1.1") and the two spaces.
+        if len(self._url) + len(self._parser.get_method()) + 10 > self._limits.max_request_line:
+            self._refusal = _too_large(
+                f"the request line is over {self._limits.max_request_line} bytes"
+            )
+            raise _Refused
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._header_count += 1
+        limits = self._limits
+        if self._header_count > limits.max_headers:
+            self._refusal = _too_large("the request has more headers than this edge takes")
+            raise _Refused
+        if len(name) + len(value) + 2 > limits.max_header_line:
+            self._refusal = _too_large(f"a header line is over {limits.max_header_line} bytes")
+            raise _Refused
+        key = name.decode("latin-1").lower()
+        text = value.decode("latin-1")
+        headers = self._headers
+        if key in headers:
+            repeated = self._repeated
+            if repeated is None:
+                repeated = self._repeated = {}
+            repeated.setdefault(key, [headers[key]]).append(text)
+        else:
+            headers[key] = text
+
+    def on_headers_complete(self) -> None:
+        try:
+            self._take_head()
+        except _Refused:
+            if self._refusal is not None and self._parser.get_method() == b"HEAD":
+                self._refusal = dataclasses.replace(self._refusal, head_only=True)
+            raise
+
+    def _take_head(self) -> None:
+        self._in_head = False
+        self._head_bytes = 0
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+        parser = self._parser
+        version = parser.get_http_version()
+        if version not in ("1.1", "1.0"):
+            if version.startswith("0"):
+                self._refusal = Refusal(
+                    400, "malformed_request", "HTTP/0.9 requests are not served"
+                )
+            else:
+                self._refusal = Refusal(
+                    505, "http_version_not_supported", "this edge speaks HTTP/1.1 (and 1.0)"
+                )
+            raise _Refused
+        method = parser.get_method().decode("ascii")
+        headers = self._headers
+        # RFC 9112 3.2: an HTTP/1.1 request has exactly one Host (a 1.0 one may have none).
+        repeated_host = self._repeated is not None and "host" in self._repeated
+        if repeated_host or (version == "1.1" and "host" not in headers):
+            self._refusal = Refusal(400, "malformed_request", "send exactly one Host header")
+            raise _Refused
+        has_body = "transfer-encoding" in headers or headers.get("content-length", "0") != "0"
+        if has_body and method in _BODYLESS:
+            self._refusal = Refusal(
+                400, "request_body_not_allowed", f"a {method} request carries no body"
+            )
+            raise _Refused
+        expect = headers.get("expect")
+        if expect is not None and expect.lower() != "100-continue":
+            self._refusal = Refusal(
+                417, "expectation_failed", "the only expectation this edge meets is 100-continue"
+            )
+            raise _Refused
+        keep_alive = parser.should_keep_alive() and not has_body
+        if has_body:  # its body is not read: answer, then close
+            self._stop_parsing = True
+        request = Request(
+            method,
+            _origin_form(self._url.decode("latin-1")),
+            version=version,
+            headers=headers,
+            repeated=self._repeated,
+            remote=self.remote,
+            keep_alive=keep_alive,
+            started=time.perf_counter(),
+        )
+        self._queue.append(request)
+        if len(self._queue) >= MAX_PIPELINED and self._transport is not None:
+            self._transport.pause_reading()
+            self._reading = False
+
+    # --- taking requests in turn ---------------------------------------------------------
+
+    def _pump(self) -> None:
+        if self._pumping:
+            return
+        self._pumping = True
+        try:
+            while self._current is None and self._queue and not self.closed:
+                item = self._queue.popleft()
+                if isinstance(item, Refusal):
+                    self.refuse(
+                        None, item.status, item.code, item.message, head_only=item.head_only
+                    )
+                    return
+                self._dispatch(item)
+            if self._current is None and not self._queue and not self.closed:
+                if not self._reading and self._transport is not None:
+                    self._transport.resume_reading()
+                    self._reading = True
+                if not self._in_head:
+                    self._arm_idle()
+        finally:
+            self._pumping = False
+
+    def _dispatch(self, request: Request) -> None:
+        self._current = request
+        self._status = 0
+        self.body_sent = 0
+        self.first_byte_at = None
+        self._pending_head = None
+        try:
+            pending = self._handler(request, self)
+        except Exception:
+            log.exception("unexpected error serving %s %s", request.method, request.path)
+            self._internal_error(request)
+            return
+        if pending is not None:
+            self._loop.create_task(self._run(request, pending))
+
+    async def _run(self, request: Request, pending: Coroutine[Any, Any, None]) -> None:
+        try:
+            await pending
+        except Exception:
+            log.exception("unexpected error serving %s %s", request.method, request.path)
+            self._internal_error(request)
+
+    def _internal_error(self, request: Request) -> None:
+        if self._current is not request:
+            return  # answered already
+        if self._status:  # the head is out: the body cannot be completed
+            self.abort(request, client_left=False)
+            return
+        self.refuse(request, 500, "internal_error", "internal error; see the edge's log")
+
+    def _refuse_parsing(self, refusal: Refusal, exc: BaseException | None = None) -> None:
+        self._stop_parsing = True
+        self._queue.append(refusal)
+        if refusal.status != 505:
+            fault = str(exc).split("\n", 1)[0][:100] if exc is not None else refusal.code
+            if isinstance(exc, httptools.HttpParserCallbackError):
+                fault = refusal.code
+            log.warning(
+                "refused a malformed request from %s: %s (%s)", self.remote, refusal.code, fault
+            )
+
+    def _head_late(self) -> None:
+        """A request head begun and not finished in time: a slowloris client."""
+        self._head_timer = None
+        if self._current is None and not self.closed:
+            self._stop_parsing = True
+            self.refuse(None, 408, "request_timeout", "the request head did not arrive in time")
+
+    def _arm_idle(self) -> None:
+        if self._idle is not None:
+            self._idle.cancel()
+        self._idle = self._loop.call_later(self._limits.idle_timeout_s, self._idle_out)
+
+    def _idle_out(self) -> None:
+        self._idle = None
+        if self._current is None and not self._in_head and self._transport is not None:
+            self._transport.close()
+
+    # --- answering: whole responses ------------------------------------------------------
+
+    def respond(
+        self,
+        request: Request | None,
+        status: int,
+        block: bytes,
+        body: bytes | memoryview = b"",
+        *,
+        length: int | None = None,
+    ) -> None:
+        """Answer with the whole response: ``block`` (header lines), and ``body``, unless
+        the request is a HEAD (``length`` then gives the Content-Length a GET would have)."""
+        transport = self._transport
+        if transport is None or self.closed:
+            self._done(request, "client_closed", 0)
+            return
+        head_only = request is not None and request.method == "HEAD"
+        size = len(body) if length is None else length
+        head = self._head(request, status, block, size)
+        self._status = status
+        if head_only or not body:
+            transport.write(head)
+            sent = 0
+        elif len(body) < JOIN_BELOW_BYTES:
+            transport.write(head + body)
+            sent = len(body)
+        else:
+            transport.writelines((head, body))
+            sent = len(body)
+        self.first_byte_at = time.perf_counter()
+        self._done(request, str(status), sent)
+
+    def respond_views(
+        self,
+        request: Request,
+        status: int,
+        block: bytes,
+        views: list[bytes | memoryview],
+        length: int,
+    ) -> None:
+        """Answer with a body held in memory as ``views`` (slices, pinned): written as fast
+        as the client takes it, at most :data:`MAX_WRITE_BYTES` at a time past the queue
+        bound, continued from :meth:`resume_writing`: flow control without a coroutine."""
+        if self._transport is None or self.closed:
+            self._done(request, "client_closed", 0)
+            return
+        self._pending_head = self._head(request, status, block, length)
+        self._status = status
+        self._rest.extend(views)
+        self._rest_of = request
+        self._push_rest()
+
+    def _push_rest(self) -> None:
+        rest = self._rest
+        while rest and not self._paused and not self.closed:
+            view = rest.popleft()
+            if len(view) > MAX_WRITE_BYTES:
+                rest.appendleft(memoryview(view)[MAX_WRITE_BYTES:])
+                view = memoryview(view)[:MAX_WRITE_BYTES]
+            self.send_now(view)
+        request = self._rest_of
+        if request is not None and (not rest or self.closed):
+            self._rest_of = None
+            rest.clear()
+            self._done(
+                request, "client_closed" if self.closed else str(self._status), self.body_sent
+            )
+
+    def refuse(
+        self,
+        request: Request | None,
+        status: int,
+        code: str,
+        message: str,
+        *,
+        head_only: bool = False,
+    ) -> None:
+        """A JSON error, and the connection closed after it."""
+        self._close_after = True
+        body = error_body(code, message)
+        block = f"Content-Type: {JSON}\r\n".encode()
+        if head_only:
+            self.respond(request, status, block, length=len(body))
+        else:
+            self.respond(request, status, block, body)
+
+    def _head(self, request: Request | None, status: int, block: bytes, length: int) -> bytes:
+        if request is None or not request.keep_alive or self._close_after:
+            self._close_after = True
+            fate = b"Connection: close\r\n"
+        elif request.version == "1.0":
+            fate = b"Connection: keep-alive\r\n"
+        else:
+            fate = b""
+        return b"".join(
+            (
+                status_line(status),
+                COMMON_HEADERS,
+                _DATE.line(),
+                block,
+                b"" if status in _NO_LENGTH else b"Content-Length: %d\r\n" % length,
+                fate,
+                b"\r\n",
+            )
+        )
+
+    # --- answering: streamed bodies --------------------------------------------------------
+
+    def begin(self, request: Request, status: int, block: bytes, length: int) -> None:
+        """Start a streamed response; its head leaves with the first body bytes, so a
+        failure before them can still be answered with a JSON error."""
+        self._pending_head = self._head(request, status, block, length)
+        self._status = status
+
+    @property
+    def head_sent(self) -> bool:
+        return self._status != 0 and self._pending_head is None
+
+    @property
+    def congested(self) -> bool:
+        transport = self._transport
+        return transport is not None and transport.get_write_buffer_size() > CONGESTED_ABOVE_BYTES
+
+    def send_now(self, data: bytes | memoryview) -> bool:
+        """Write ``data`` (with the head, the first time) at once, without waiting for a
+        slow client. False if the client is gone (nothing written)."""
+        transport = self._transport
+        if transport is None or transport.is_closing():
+            return False
+        head = self._pending_head
+        if head is not None:
+            self._pending_head = None
+            if len(data) < JOIN_BELOW_BYTES:
+                transport.write(head + data)
+            else:  # no copy of a large body: one vectored write
+                transport.writelines((head, data))
+            self.first_byte_at = time.perf_counter()
+        elif data:
+            transport.write(data)
+        self.body_sent += len(data)
+        return True
+
+    async def write(self, data: bytes | memoryview) -> None:
+        """Write ``data``, waiting while the client is behind (``ClientGone`` if it left)."""
+        view = memoryview(data)
+        for start in range(0, len(view), MAX_WRITE_BYTES):
+            if not self.send_now(view[start : start + MAX_WRITE_BYTES]):
+                raise ClientGone("the client went away")
+            if self._paused:
+                await self._drain()
+
+    async def _drain(self) -> None:
+        while self._paused and not self.closed:
+            if self._drained is None:
+                self._drained = self._loop.create_future()
+            await self._drained
+        if self.closed:
+            raise ClientGone("the client went away")
+
+    def _wake_writers(self) -> None:
+        waiter, self._drained = self._drained, None
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def end(self, request: Request) -> None:
+        """The streamed response is complete."""
+        if self._pending_head is not None:
+            self.send_now(b"")  # an empty body: the head goes alone
+        self._done(request, str(self._status), self.body_sent)
+
+    def abort(self, request: Request, *, client_left: bool) -> None:
+        """Cut the connection: the body cannot be completed (or nobody reads it)."""
+        if self._transport is not None:
+            self._transport.abort()
+        self._close_after = True
+        self._done(request, "client_closed" if client_left else "aborted", self.body_sent)
+
+    def _done(self, request: Request | None, status: str, body_bytes: int) -> None:
+        if request is not None and self._current is not request:
+            return  # answered already
+        self._current = None
+        self._observer.answered(request, self._status, status, body_bytes)
+        transport = self._transport
+        if self._close_after or self.closed:
+            self._queue.clear()
+            if transport is not None and not self.closed:
+                transport.close()  # after the queued bytes
+            return
+        if self._paused:
+            self._after_drain = True  # no next request before the client has caught up
+            return
+        self._pump()
+
+    # --- the send timeout ----------------------------------------------------------------
+
+    def _arm_watchdog(self) -> None:
+        transport = self._transport
+        if transport is None or self._watchdog is not None:
+            return
+        self._queued_at_check = transport.get_write_buffer_size()
+        self._watchdog = self._loop.call_later(self._limits.send_timeout_s, self._check_progress)
+
+    def _disarm_watchdog(self) -> None:
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            self._watchdog = None
+
+    def _check_progress(self) -> None:
+        """Writing has been paused for the send timeout: cut the connection unless the
+        client took a fair share of the queued bytes meanwhile (one that takes a byte now
+        and then would otherwise hold its connection and buffers for ever)."""
+        self._watchdog = None
+        transport = self._transport
+        if transport is None or self.closed:
+            return
+        queued = transport.get_write_buffer_size()
+        if self._queued_at_check - queued >= min(MIN_PROGRESS_BYTES, self._queued_at_check):
+            self._arm_watchdog()  # slow, but reading
+            return
+        metrics.SEND_TIMEOUTS.inc()
+        log.debug("cutting a client that read nothing for %g s", self._limits.send_timeout_s)
+        # Reset, not close: a closed socket would keep trying to deliver its queued bytes
+        # (orphaned, in FIN-WAIT-1), holding the kernel memory this is meant to free.
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _RESET_ON_CLOSE)
+        transport.abort()
+
+
+def _too_large(message: str) -> Refusal:
+    return Refusal(400, "request_too_large", message)
+
+
+_REQUEST_LINE_FAULTS = ("method", "version", "url", "request line", "expected http/")
+
+
+def _parse_refusal(exc: BaseException) -> Refusal:
+    fault = str(exc).lower()
+    if isinstance(exc, httptools.HttpParserInvalidMethodError) or any(
+        word in fault for word in _REQUEST_LINE_FAULTS
+    ):
+        return Refusal(400, "malformed_request", "the request line is not valid HTTP/1.1")
+    return Refusal(400, "malformed_request", "the request is not valid HTTP/1.1")
+
+
+def _origin_form(target: str) -> str:
+    """An absolute-form target (``http://host/path``) as the origin-form ``/path``, without
+    a fragment (which a client should not send)."""
+    if "#" in target:
+        target = target.split("#", 1)[0]
+    if target.startswith("/"):
+        return target
+    lowered = target[:8].lower()
+    if lowered.startswith(("http://", "https://")):
+        slash = target.find("/", target.index("//") + 2)
+        return target[slash:] if slash >= 0 else "/"
+    return target  # "*" or garbage: no route matches it

@@ -1,0 +1,74 @@
+"""One parsed request on the public listener: what the handlers read, and what the access log
+and the request metrics need to know about its answer."""
+
+from __future__ import annotations
+
+from urllib.parse import parse_qsl, unquote
+
+from multidict import MultiDict
+
+
+class Request:
+    """A request head. Header names are lower-case; a header sent more than once keeps its
+    first value in :attr:`headers` and every value in :meth:`getall`."""
+
+    __slots__ = (
+        "_query",
+        "cache_status",
+        "content_range",
+        "headers",
+        "keep_alive",
+        "method",
+        "path",
+        "query_string",
+        "raw_path",
+        "remote",
+        "repeated",
+        "route",
+        "started",
+        "target",
+        "version",
+    )
+
+    def __init__(
+        self,
+        method: str,
+        target: str,
+        *,
+        version: str,
+        headers: dict[str, str],
+        repeated: dict[str, list[str]] | None,
+        remote: str | None,
+        keep_alive: bool,
+        started: float,
+    ) -> None:
+        self.method = method
+        self.target = target  # origin-form: path and query, as sent (absolute-form reduced)
+        raw_path, _, self.query_string = target.partition("?")
+        self.raw_path = raw_path
+        self.path = unquote(raw_path) if "%" in raw_path else raw_path  # decoded once
+        self._query: MultiDict[str] | None = None
+        self.version = version  # "1.1" or "1.0"
+        self.headers = headers
+        self.repeated = repeated
+        self.remote = remote  # the peer's IP address
+        self.keep_alive = keep_alive
+        self.started = started  # perf_counter() when the head was complete
+        # Filled in while answering, for the access log and the request metrics.
+        self.route = "unmatched"
+        self.cache_status = "-"
+        self.content_range = "-"
+
+    def getall(self, name: str) -> list[str]:
+        """Every value of header ``name`` (lower-case), in the order sent."""
+        if self.repeated is not None and name in self.repeated:
+            return self.repeated[name]
+        value = self.headers.get(name)
+        return [] if value is None else [value]
+
+    @property
+    def query(self) -> MultiDict[str]:
+        """The query's arguments (parsed on first use: most requests never look)."""
+        if self._query is None:
+            self._query = MultiDict(parse_qsl(self.query_string, keep_blank_values=True))
+        return self._query
