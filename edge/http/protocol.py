@@ -222,6 +222,15 @@ class HttpConnection(asyncio.Protocol):
         except (httptools.HttpParserCallbackError, httptools.HttpParserError) as exc:
             refusal = self._refusal or _parse_refusal(exc)
             self._refuse_parsing(refusal, exc)
+        else:
+            # A request line without a version is HTTP/0.9, after which llhttp waits for
+            # headers: refuse it now, not when the head timeout runs out. (Only 0.9 has the
+            # line end right after the target.)
+            if self._in_head and self._url and self._header_count == 0:
+                tail = bytes(self._url[-64:])
+                if tail + b"\r\n" in data or tail + b"\n" in data:
+                    refusal = Refusal(400, "malformed_request", "HTTP/0.9 requests are not served")
+                    self._refuse_parsing(refusal)
         self._pump()
 
     def connection_lost(self, exc: Exception | None) -> None:

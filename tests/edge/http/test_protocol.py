@@ -247,6 +247,7 @@ def test_a_body_on_another_method_is_not_read(wire: Wire, audio: tuple[str, byte
         b"get /healthz HTTP/1.1\r\nHost: x\r\n\r\n",
         b"GET /healthz HTTP/1.2\r\nHost: x\r\n\r\n",
         b"GET /healthz\r\n\r\n",  # HTTP/0.9
+        b"GET /healthz\r\n",  # HTTP/0.9, answered at once (llhttp would wait for headers)
         b"GET /healthz HTTP/1.1\r\n\r\n",  # no Host
         get("/healthz", "Host: other"),  # two Hosts
         b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03",  # a TLS ClientHello
