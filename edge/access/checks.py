@@ -40,5 +40,5 @@ class Access:
         """The client's region, once the request's signature (if required) holds."""
         region = self.regions.resolve(request.remote, request.getall(self.regions.header_key))
         if self.signatures.required:
-            self.signatures.verify(request.path, request.query, region)
+            self.signatures.verify_target(request.path, request.query_string, region)
         return region

@@ -172,6 +172,8 @@ class HttpConnection(asyncio.Protocol):
         self._drained: asyncio.Future[None] | None = None
         self._after_drain = False  # take the next request once the client catches up
         self._idle: asyncio.TimerHandle | None = None
+        self._idle_since = 0.0
+        self._head_since = 0.0
         self._head_timer: asyncio.TimerHandle | None = None
         self._watchdog: asyncio.TimerHandle | None = None
         self._queued_at_check = 0
@@ -279,9 +281,7 @@ class HttpConnection(asyncio.Protocol):
         self._repeated = None
         self._header_count = 0
         self._refusal = None
-        if self._idle is not None:
-            self._idle.cancel()
-            self._idle = None
+        self._head_since = self._loop.time()
         if self._head_timer is None:
             self._head_timer = self._loop.call_later(self._limits.head_timeout_s, self._head_late)
 
@@ -324,10 +324,7 @@ class HttpConnection(asyncio.Protocol):
 
     def _take_head(self) -> None:
         self._in_head = False
-        self._head_bytes = 0
-        if self._head_timer is not None:
-            self._head_timer.cancel()
-            self._head_timer = None
+        self._head_bytes = 0  # (the head timer, if any, finds no head when it fires)
         parser = self._parser
         version = parser.get_http_version()
         if version not in ("1.1", "1.0"):
@@ -443,21 +440,35 @@ class HttpConnection(asyncio.Protocol):
             )
 
     def _head_late(self) -> None:
-        """A request head begun and not finished in time: a slowloris client."""
+        """A request head begun and not finished in time: a slowloris client. (The timer is
+        not moved per request: it checks when the head it watches began, and re-arms.)"""
         self._head_timer = None
-        if self._current is None and not self.closed:
+        if not self._in_head or self.closed:
+            return
+        left = self._head_since + self._limits.head_timeout_s - self._loop.time()
+        if left > 0:
+            self._head_timer = self._loop.call_later(left, self._head_late)
+            return
+        if self._current is None:
             self._stop_parsing = True
             self.refuse(None, 408, "request_timeout", "the request head did not arrive in time")
 
     def _arm_idle(self) -> None:
-        if self._idle is not None:
-            self._idle.cancel()
-        self._idle = self._loop.call_later(self._limits.idle_timeout_s, self._idle_out)
+        """The connection is idle from now. (One timer, not one per request: when it fires
+        it checks how long the connection has really been idle, and re-arms.)"""
+        self._idle_since = self._loop.time()
+        if self._idle is None:
+            self._idle = self._loop.call_later(self._limits.idle_timeout_s, self._idle_out)
 
     def _idle_out(self) -> None:
         self._idle = None
-        if self._current is None and not self._in_head and self._transport is not None:
-            self._transport.close()
+        if self._current is not None or self._in_head or self._transport is None or self.closed:
+            return  # busy: the next _arm_idle starts the clock again
+        left = self._idle_since + self._limits.idle_timeout_s - self._loop.time()
+        if left > 0:
+            self._idle = self._loop.call_later(left, self._idle_out)
+            return
+        self._transport.close()
 
     # --- answering: whole responses ------------------------------------------------------
 

@@ -6,6 +6,7 @@ a real edge accepts."""
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 import hmac
 import json
@@ -19,7 +20,9 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from edge.access.signing import signature, signed_query
+from edge.access.signing import SignatureCheck, signature, signed_query
+from edge.http.errors import Forbidden
+from origin.settings import load_settings
 from tests.conftest import Catalog
 from tests.support.edge_server import Counters, EdgeServer
 from tests.support.tcp_proxy import TcpProxy
@@ -263,3 +266,24 @@ def test_sign_command_errors_are_one_line(
     assert result.stderr.count("\n") == 1
     assert result.stderr.startswith("encore-edge sign: ")
     assert message in result.stderr
+
+
+def test_a_remembered_url_still_expires_and_still_needs_its_key() -> None:
+    """The memo of verified URLs skips the HMAC of a URL seen before, never a check that
+    time or a key rotation can change."""
+    auth = load_settings(None, env={}).auth
+    check = SignatureCheck(dataclasses.replace(auth, signing_keys={"k1": "s" * 20}))
+    path, exp = "/v1/tracks/t/160", 2_000_000_000
+    query = signed_query("s" * 20, "k1", path, exp)
+    check.verify_target(path, query, "SE", now=exp - 60)
+    check.verify_target(path, query, "SE", now=exp - 30)  # remembered
+    with pytest.raises(Forbidden) as expired:
+        check.verify_target(path, query, "SE", now=exp + auth.clock_skew_s + 1)
+    assert expired.value.code == "signature_expired"
+    forged = query.replace("sig=", "sig=x")
+    with pytest.raises(Forbidden):
+        check.verify_target(path, forged, "SE", now=exp - 60)
+    check.update(dataclasses.replace(auth, signing_keys={"k2": "t" * 20}))  # k1 rotated out
+    with pytest.raises(Forbidden) as unknown:
+        check.verify_target(path, query, "SE", now=exp - 60)
+    assert unknown.value.code == "signature_unknown_key"
