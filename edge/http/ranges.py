@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from edge.http.errors import RangeNotSatisfiable
 
 MAX_RANGES = 16
+_SIMPLE = re.compile(r"bytes=([0-9]{1,18})-([0-9]{1,18})?")
 _SPEC = re.compile(r"(\d{1,19})?-(\d{1,19})?")
 _OWS = " \t"
 
@@ -36,6 +37,13 @@ def parse_range(header: str, size: int) -> list[ByteRange] | None:
     Raises :class:`RangeNotSatisfiable` (416) when the header is malformed, asks for too many
     ranges, or none of its ranges overlaps the ``size`` bytes there are.
     """
+    simple = _SIMPLE.fullmatch(header)  # "bytes=a-b" or "bytes=a-", as players send
+    if simple is not None:
+        start, last = int(simple[1]), simple[2]
+        end = size - 1 if last is None else int(last)
+        if end >= start and start < size:
+            return [ByteRange(start, min(end, size - 1))]
+        # Else the general path below finds the same fault and says so.
     unit, equals, specs = header.partition("=")
     if not equals or unit.strip(_OWS).lower() != "bytes":
         return None  # another range unit: RFC 9110 says to ignore the header

@@ -13,6 +13,7 @@ A signed URL's ``sig`` is blanked (the path and ``kid`` stay): signatures never 
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import os
@@ -31,9 +32,15 @@ _SIG = re.compile(r"(?<=[?&])sig=[^&]*")
 FORMATS = ("text", "json")
 
 
+@functools.lru_cache(maxsize=1024)
+def _blanked(target: str) -> str:
+    """``target`` without its signature (a player sends one signed URL many times)."""
+    return _SIG.sub("sig=-", target)
+
+
 def _target(request: Request) -> str:
     target = request.target
-    return _SIG.sub("sig=-", target) if "sig=" in target else target
+    return _blanked(target) if "sig=" in target else target
 
 
 class AccessLog:
