@@ -21,9 +21,10 @@ from edge.http import preconditions
 from edge.http.errors import EncoreError, NotFound
 from edge.http.multipart import ByteRangesBody
 from edge.http.preconditions import CONDITIONALS, Outcome
-from edge.http.protocol import ClientGone, HttpConnection
+from edge.http.protocol import HttpConnection
 from edge.http.ranges import ByteRange, parse_range
 from edge.http.request import Request
+from edge.http.writer import ClientGone
 from edge.telemetry import metrics
 from edge.upstream.client_view import LoadedManifest, RenditionHead
 

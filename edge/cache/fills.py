@@ -30,7 +30,7 @@ from typing import Protocol
 from cachetools import TTLCache
 
 from edge.http.errors import EncoreError, NotFound, OriginTimeout, OriginUnavailable, Unavailable
-from edge.http.protocol import MAX_WRITE_BYTES
+from edge.http.writer import MAX_WRITE_BYTES
 from edge.telemetry import metrics
 from edge.upstream.guard import OriginGuard
 

@@ -11,7 +11,7 @@ import pytest
 
 from edge.cache.fills import FIRST_BYTES, Pushed, Run, SliceFill, StoredObject
 from edge.http.errors import OriginUnavailable
-from edge.http.protocol import MAX_WRITE_BYTES
+from edge.http.writer import MAX_WRITE_BYTES
 
 DATA = bytes(range(200)) * 5  # 1000 bytes
 
