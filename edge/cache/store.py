@@ -17,7 +17,6 @@ Prefetched slices are tracked until first use, so ``encore_prefetch_used_total``
 from __future__ import annotations
 
 import asyncio
-import enum
 import logging
 import time
 from collections.abc import AsyncGenerator, Callable, Iterator, Mapping, Sequence
@@ -36,6 +35,7 @@ from edge.cache.fills import (
     WaitOutcome,
 )
 from edge.cache.memory import MemoryTier
+from edge.cache.plan import ReadPlan, Tier
 from edge.cache.slice_files import SliceData
 from edge.http.errors import EncoreError, Unavailable
 from edge.http.ranges import ByteRange
@@ -48,58 +48,6 @@ MAX_PENDING_DISK_WRITES = 64  # beyond this, freshly fetched slices are not writ
 WAIT_MARGIN_S = 1.0  # a waiter outlasts the fetch's own deadline by this much
 
 __all__ = ["ClientGone", "ReadPlan", "SliceStore", "StoredObject", "Tier"]
-
-
-class Tier(enum.IntEnum):
-    """Where bytes came from; a higher value is slower."""
-
-    MEMORY = 0
-    DISK = 1
-    ORIGIN = 2
-
-    @property
-    def label(self) -> str:
-        return self.name.lower()
-
-
-class ReadPlan:
-    """The slices one response needs: those memory held when it was made (pinned) and those
-    the disk tier had."""
-
-    __slots__ = ("following", "held", "keep_fetched", "needed", "obj", "on_disk")
-
-    def __init__(
-        self,
-        obj: StoredObject,
-        needed: int,
-        held: dict[int, SliceData],
-        on_disk: set[int],
-        keep_fetched: bool,
-    ) -> None:
-        self.obj = obj
-        self.needed = needed
-        self.held = held
-        self.on_disk = on_disk
-        # With several ranges, two may share a slice; a single range never revisits one.
-        self.keep_fetched = keep_fetched
-        self.following: dict[int, SliceFill] = {}  # fills read so far, when keep_fetched
-
-    @property
-    def cache_status(self) -> str:
-        covered = len(self.held) + len(self.on_disk)
-        if covered >= self.needed:
-            return "HIT"
-        return "PARTIAL" if covered else "MISS"
-
-    @property
-    def needs_origin(self) -> bool:
-        return len(self.held) + len(self.on_disk) < self.needed
-
-    @property
-    def slowest_tier(self) -> Tier:
-        if len(self.held) + len(self.on_disk) < self.needed:
-            return Tier.ORIGIN
-        return Tier.DISK if self.on_disk else Tier.MEMORY
 
 
 class _Wait:
