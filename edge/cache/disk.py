@@ -64,6 +64,14 @@ NAME_BYTES = 16
 Found = tuple[bytes, int, float]  # a slice file seen on disk: name, size, mtime
 
 
+def _read_verified(
+    path: Path, object_key: str, index: int, length: int
+) -> tuple[bytes | None, SliceData | None]:
+    """A slice file's bytes (None: no such file) and its verified data (None: damaged)."""
+    raw = read_file(path)
+    return raw, None if raw is None else decode(raw, object_key, index, length)
+
+
 class DiskTier:
     def __init__(
         self,
@@ -130,11 +138,13 @@ class DiskTier:
         # (a previous run's), unless another worker claims it: learnt in the same thread hop.
         adopt = not self.rebuilt.is_set() and self._owns(name) and name not in self._index
         writes_before = self._writes_placed
+        # Read and verified in the worker thread: the checksum of a slice costs more than
+        # the rest of a hit, and zlib lets the event loop run meanwhile.
         if adopt:
             raw, adopt = await asyncio.to_thread(self._read_unclaimed, name)
+            data = None if raw is None else decode(raw, object_key, index, length)
         else:
-            raw = await asyncio.to_thread(read_file, path)
-        data = None if raw is None else decode(raw, object_key, index, length)
+            raw, data = await asyncio.to_thread(_read_verified, path, object_key, index, length)
         if raw is None or data is None:
             metrics.cache_lookups(TIER, "miss").inc()
             # The file went away: forget it, unless a write of this worker may have placed it
