@@ -75,7 +75,7 @@ def _serve(
     headers = request.headers
     published = manifest.published_at
     # Most requests send no conditional: evaluated only when one is there.
-    if any(header in headers for header in CONDITIONALS) and (
+    if not CONDITIONALS.isdisjoint(headers) and (
         preconditions.evaluate(headers, head.etag, published) is Outcome.NOT_MODIFIED
     ):
         conn.respond(request, 304, block, length=0)

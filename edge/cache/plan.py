@@ -18,7 +18,10 @@ class Tier(enum.IntEnum):
 
     @property
     def label(self) -> str:
-        return self.name.lower()
+        return _LABELS[self]
+
+
+_LABELS = {tier: tier.name.lower() for tier in Tier}  # the metric label, per hit: not per call
 
 
 class ReadPlan:

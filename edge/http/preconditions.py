@@ -72,7 +72,7 @@ def _strong_match(header: str, etag: str) -> bool:
     return any(tag == etag for tag in _entity_tags(header))
 
 
-CONDITIONALS = ("if-match", "if-unmodified-since", "if-none-match", "if-modified-since")
+CONDITIONALS = frozenset({"if-match", "if-unmodified-since", "if-none-match", "if-modified-since"})
 
 
 def evaluate(headers: Mapping[str, str], etag: str, last_modified: datetime) -> Outcome:
