@@ -191,10 +191,10 @@ class HttpConnection(ResponseWriter, asyncio.Protocol):
         else:
             # A request line without a version is HTTP/0.9, after which llhttp waits for
             # headers: refuse it now, not when the head timeout runs out. (Only 0.9 has the
-            # line end right after the target.)
+            # line end right after the target; the head timeout covers what this misses.)
             if self._in_head and self._url and self._header_count == 0:
                 tail = bytes(self._url[-64:])
-                if tail + b"\r\n" in data or tail + b"\n" in data:
+                if data.endswith((tail + b"\r\n", tail + b"\n")):
                     refusal = Refusal(400, "malformed_request", "HTTP/0.9 requests are not served")
                     self._refuse_parsing(refusal)
         self._pump()

@@ -147,19 +147,19 @@ class ResponseWriter:
 
     def _push_rest(self) -> None:
         rest = self._rest
-        while rest and not self._paused and not self.closed:
+        gone = self.closed
+        while rest and not self._paused and not gone:
             view = rest.popleft()
             if len(view) > MAX_WRITE_BYTES:
                 rest.appendleft(memoryview(view)[MAX_WRITE_BYTES:])
                 view = memoryview(view)[:MAX_WRITE_BYTES]
-            self.send_now(view)
+            gone = not self.send_now(view)
         request = self._rest_of
-        if request is not None and (not rest or self.closed):
+        if request is not None and (not rest or gone):
             self._rest_of = None
             rest.clear()
-            self._done(
-                request, "client_closed" if self.closed else str(self._status), self.body_sent
-            )
+            outcome = "client_closed" if gone else str(self._status)
+            self._done(request, outcome, self.body_sent)
 
     def refuse(
         self,
