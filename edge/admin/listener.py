@@ -18,7 +18,7 @@ import json
 import logging
 import re
 from collections.abc import Callable, Mapping
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
@@ -147,18 +147,8 @@ def _checked_request(
     return make
 
 
-@runtime_checkable
-class CountsBody(Protocol):
-    """A response that counts the body bytes it wrote (``edge.http.audio_response``)."""
-
-    @property
-    def body_bytes(self) -> int: ...
-
-
 def _body_bytes(request: web.BaseRequest, response: web.StreamResponse) -> int:
     # aiohttp's body_length counts the head too: the access log is for body bytes.
-    if isinstance(response, CountsBody):
-        return response.body_bytes
     if request.method == "HEAD":
         return 0
     return response.content_length or 0

@@ -70,7 +70,7 @@ class ClientGone(Exception):
 
 
 class Client(Protocol):
-    """A reader's connection, which a fill can write to itself (an ``AudioResponse``)."""
+    """A reader's connection, which a fill can write to itself (``edge.http.writer``)."""
 
     def send_now(self, data: memoryview) -> bool:
         """Write ``data`` at once, synchronously; False when the client has gone."""

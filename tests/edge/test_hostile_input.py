@@ -3,8 +3,9 @@
 and slow clients: those that send slowly and those that read slowly. Every answer is a
 well-formed 4xx (or a 2xx/3xx where the request is in fact fine): never a 5xx, never a
 traceback or an ERROR log line, and never an origin request for an id that is not valid.
-(tests/edge/test_http_server.py has the listener's own cases: parser errors, HTTP versions,
-clients that stop reading; tests/edge/test_next_track.py the hint's rules.)"""
+(tests/edge/http/test_server.py and test_protocol.py have the listener's own cases: parser
+errors, HTTP versions, clients that stop reading; tests/edge/cache/test_next_track.py the
+hint's rules.)"""
 
 from __future__ import annotations
 
