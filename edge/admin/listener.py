@@ -14,7 +14,6 @@ aiohttp has no public hook for the protocol class, so :class:`EdgeRunner` builds
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import re
 from collections.abc import Callable, Mapping
@@ -26,7 +25,7 @@ from aiohttp.http import HttpVersion10, HttpVersion11
 from aiohttp.http_exceptions import BadHttpMethod, BadStatusLine, HttpProcessingError, LineTooLong
 from aiohttp.web_protocol import ERROR, RequestHandler
 
-from edge.http.response import SERVER_HEADER
+from edge.http.response import SERVER_HEADER, error_body
 from edge.telemetry import metrics
 from origin.settings import Settings
 
@@ -43,7 +42,7 @@ def json_error(
     headers: Mapping[str, str] | None = None,
     details: Mapping[str, str] | None = None,
 ) -> web.Response:
-    body = json.dumps({"error": code, **(details or {}), "message": message}).encode()
+    body = error_body(code, message, details)
     return web.Response(status=status, body=body, content_type="application/json", headers=headers)
 
 

@@ -3,9 +3,7 @@ and the request metrics need to know about its answer."""
 
 from __future__ import annotations
 
-from urllib.parse import parse_qsl, unquote
-
-from multidict import MultiDict
+from urllib.parse import unquote
 
 
 class Request:
@@ -13,7 +11,6 @@ class Request:
     first value in :attr:`headers` and every value in :meth:`getall`."""
 
     __slots__ = (
-        "_query",
         "cache_status",
         "content_range",
         "headers",
@@ -47,7 +44,6 @@ class Request:
         raw_path, _, self.query_string = target.partition("?")
         self.raw_path = raw_path
         self.path = unquote(raw_path) if "%" in raw_path else raw_path  # decoded once
-        self._query: MultiDict[str] | None = None
         self.version = version  # "1.1" or "1.0"
         self.headers = headers
         self.repeated = repeated
@@ -65,10 +61,3 @@ class Request:
             return self.repeated[name]
         value = self.headers.get(name)
         return [] if value is None else [value]
-
-    @property
-    def query(self) -> MultiDict[str]:
-        """The query's arguments (parsed on first use: most requests never look)."""
-        if self._query is None:
-            self._query = MultiDict(parse_qsl(self.query_string, keep_blank_values=True))
-        return self._query

@@ -10,6 +10,7 @@ import bisect
 import functools
 import os
 from collections.abc import Callable
+from typing import Any
 
 from prometheus_client import (
     REGISTRY,
@@ -77,28 +78,28 @@ _FOLDED: list[CountedSeries | ObservedSeries] = []
 FOLDS: list[Callable[[], None]] = []
 
 
-def counted(metric: Counter) -> Callable[..., CountedSeries]:
-    """``metric.labels(...)`` for the hot path: one :class:`CountedSeries` per combination
-    of label values, made on first use (labels are low-cardinality by design, so the memo
-    stays small; a series appears in /metrics once first folded)."""
+def _labelled[S: CountedSeries | ObservedSeries](
+    metric: Counter | Histogram, make: Callable[[Any], S]
+) -> Callable[..., S]:
+    """``metric.labels(...)`` for the hot path: one series per combination of label values,
+    made on first use and folded from then on (labels are low-cardinality by design, so the
+    memo stays small; a series appears in /metrics once first folded)."""
 
     @functools.cache
-    def labelled(*values: str) -> CountedSeries:
-        one = CountedSeries(metric.labels(*values))
+    def labelled(*values: str) -> S:
+        one = make(metric.labels(*values))
         _FOLDED.append(one)
         return one
 
     return labelled
+
+
+def counted(metric: Counter) -> Callable[..., CountedSeries]:
+    return _labelled(metric, CountedSeries)
 
 
 def observed(metric: Histogram) -> Callable[..., ObservedSeries]:
-    @functools.cache
-    def labelled(*values: str) -> ObservedSeries:
-        one = ObservedSeries(metric.labels(*values))
-        _FOLDED.append(one)
-        return one
-
-    return labelled
+    return _labelled(metric, ObservedSeries)
 
 
 REQUESTS = Counter(
