@@ -3,7 +3,8 @@ conditionals.
 
 A hit is answered without a task or a coroutine: the manifest is fresh in memory, the
 licence decision remembered, the head's static part rendered when the manifest loaded, the
-slices pinned from memory, and the response written in one vectored write. Anything that
+slices pinned from memory, and the response written in one vectored write; an unconditional
+GET of one range whose answer is known goes through ``edge.api.hot_hits``. Anything that
 must wait (a manifest load, a disk read, an origin fetch) continues as a coroutine.
 """
 
@@ -31,6 +32,8 @@ from edge.upstream.client_view import LoadedManifest, RenditionHead
 log = logging.getLogger(__name__)
 
 _NEXT_TRACK = NEXT_TRACK_HEADER.lower()
+# Headers a hot hit (edge.api.hot_hits) leaves to the general path.
+_GENERAL_ONLY = CONDITIONALS | {"if-range", _NEXT_TRACK}
 Pending = Coroutine[Any, Any, None] | None
 
 
@@ -71,11 +74,17 @@ def _serve(
             f"track {track_id!r} has no rendition {name!r}; see its manifest",
             code="rendition_not_found",
         )
-    block = head.signed_block if access.signatures.required else head.unsigned_block
+    signed = access.signatures.required
+    block = head.signed_block if signed else head.unsigned_block
     headers = request.headers
     published = manifest.published_at
     # Most requests send no conditional: evaluated only when one is there.
-    if not CONDITIONALS.isdisjoint(headers) and (
+    if _GENERAL_ONLY.isdisjoint(headers):
+        if request.method == "GET" and services.hot.serve(
+            request, conn, head, headers.get("range"), signed
+        ):
+            return None
+    elif not CONDITIONALS.isdisjoint(headers) and (
         preconditions.evaluate(headers, head.etag, published) is Outcome.NOT_MODIFIED
     ):
         conn.respond(request, 304, block, length=0)

@@ -36,6 +36,7 @@ _PREFLIGHT = header_block(
     }
 )
 _PROBES = {"/healthz": probes.healthz, "/readyz": probes.readyz}
+MAX_KNOWN_PATHS = 16_384  # all forgotten when it fills up
 
 
 class PublicApi:
@@ -43,6 +44,8 @@ class PublicApi:
 
     def __init__(self, services: Services) -> None:
         self.services = services
+        # Paths whose track id and rendition name were found valid, split and decoded.
+        self._track_paths: dict[str, tuple[str, str | None]] = {}
 
     def __call__(self, request: Request, conn: HttpConnection) -> Pending:
         try:
@@ -70,31 +73,46 @@ class PublicApi:
         return None
 
     def _track(self, request: Request, conn: HttpConnection) -> Pending:
-        # Split as sent, then decode each part: an encoded "/" is part of an id.
         raw = request.raw_path
-        parts = raw[raw.index("/tracks/") + 8 :].split("/") if raw.startswith(_TRACKS) else []
-        parts = [unquote(part) if "%" in part else part for part in parts]
-        if not 0 < len(parts) <= 2 or not all(parts):
-            _not_found(request, conn)
-            return None
-        request.route = "manifest" if len(parts) == 1 else "rendition"
+        known = self._track_paths.get(raw)
+        checked = known is not None  # valid: checked once per path, not per request
+        if known is None:
+            known = _track_path(raw)
+            if known is None:
+                _not_found(request, conn)
+                return None
+        track_id, name = known
+        request.route = "manifest" if name is None else "rendition"
         method = request.method
         if method not in ("GET", "HEAD", "OPTIONS"):
             _not_allowed(request, conn, _TRACK_METHODS)
             return None
-        track_id = parts[0]
-        if not layout.is_track_id(track_id):
-            raise BadRequest("track ids are 1-128 of A-Z a-z 0-9 _ -", code="invalid_track_id")
-        if len(parts) == 2 and not layout.is_rendition_name(parts[1]):
-            raise BadRequest(
-                "rendition names are 1-32 of A-Z a-z 0-9 _ -", code="invalid_rendition"
-            )
+        if not checked:
+            if not layout.is_track_id(track_id):
+                raise BadRequest("track ids are 1-128 of A-Z a-z 0-9 _ -", code="invalid_track_id")
+            if name is not None and not layout.is_rendition_name(name):
+                raise BadRequest(
+                    "rendition names are 1-32 of A-Z a-z 0-9 _ -", code="invalid_rendition"
+                )
+            if len(self._track_paths) >= MAX_KNOWN_PATHS:
+                self._track_paths.clear()
+            self._track_paths[raw] = known
         if method == "OPTIONS":  # the CORS preflight of web players
             conn.respond(request, 204, _PREFLIGHT)
             return None
-        if len(parts) == 1:
+        if name is None:
             return get_manifest(self.services, request, conn, track_id)
-        return get_rendition(self.services, request, conn, track_id, parts[1])
+        return get_rendition(self.services, request, conn, track_id, name)
+
+
+def _track_path(raw: str) -> tuple[str, str | None] | None:
+    """(track id, rendition name or None) of a ``/v1/tracks/...`` path as sent, each part
+    decoded (an encoded "/" is part of an id); None if it has no such shape."""
+    parts = raw[len(_TRACKS) :].split("/") if raw.startswith(_TRACKS) else []
+    parts = [unquote(part) if "%" in part else part for part in parts]
+    if not 0 < len(parts) <= 2 or not all(parts):
+        return None
+    return parts[0], parts[1] if len(parts) == 2 else None
 
 
 async def _answering_errors(request: Request, conn: HttpConnection, pending: Pending) -> None:

@@ -6,6 +6,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from edge.access.checks import Access
+from edge.api.hot_hits import HotHits
 from edge.cache.next_track import NextTrackHints
 from edge.cache.prefetch import Prefetcher
 from edge.cache.store import SliceStore
@@ -21,6 +22,7 @@ class Services:
     slices: SliceStore
     prefetcher: Prefetcher
     hints: NextTrackHints
+    hot: HotHits
     # Ready to serve: set once the worker has started, cleared when it begins to stop.
     ready: list[bool] = field(default_factory=lambda: [False])
     # Asks this node's other workers to fold their counts, before /metrics is rendered.

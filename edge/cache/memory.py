@@ -26,13 +26,30 @@ class MemoryTier:
         on_evict: Callable[[SliceKey], None] | None = None,
     ) -> None:
         self.max_bytes = max_bytes
+        self._on_evict = on_evict
+        # Bumped whenever a slice leaves (evicted or purged): while it stays the same, what
+        # was found held is still held (see edge.api.hot_hits).
+        self.removals = 0
         self._slices: Cache[SliceKey, SliceData] = make_cache(
-            policy, max(max_bytes, 1), getsizeof=len, on_evict=on_evict
+            policy, max(max_bytes, 1), getsizeof=len, on_evict=self._evicted
         )
+
+    def _evicted(self, key: SliceKey) -> None:
+        self.removals += 1
+        if self._on_evict is not None:
+            self._on_evict(key)
 
     def get(self, key: SliceKey) -> SliceData | None:
         data = self._slices.get(key)
         metrics.cache_lookups(TIER, "miss" if data is None else "hit").inc()
+        return data
+
+    def take(self, key: SliceKey) -> SliceData | None:
+        """As :meth:`get`, but a miss is not counted (the caller falls back to a path that
+        looks again, and counts it there)."""
+        data = self._slices.get(key)
+        if data is not None:
+            metrics.cache_lookups(TIER, "hit").inc()
         return data
 
     def peek(self, key: SliceKey) -> SliceData | None:
@@ -52,6 +69,7 @@ class MemoryTier:
     def drop_objects(self, object_keys: Callable[[str], bool]) -> list[SliceKey]:
         """Delete every slice of the objects ``object_keys`` selects (a purge); their keys."""
         victims = [key for key in self._slices if object_keys(key[0])]
+        self.removals += len(victims)
         for key in victims:
             del self._slices[key]
         metrics.CACHE_BYTES.labels(TIER).set(self._slices.currsize)

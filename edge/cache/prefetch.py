@@ -96,15 +96,22 @@ class Prefetcher:
         await self._queue.put(tracked)
         await done
 
-    def after_read(self, obj: StoredObject, last_index: int, count: int) -> None:
-        """Sequential look-ahead: slices ``last_index+1 .. last_index+count`` of ``obj``."""
+    def after_read(self, obj: StoredObject, last_index: int, count: int) -> bool:
+        """Sequential look-ahead: slices ``last_index+1 .. last_index+count`` of ``obj``.
+        True if memory holds them all already (nothing was queued)."""
         first = last_index + 1
-        if count <= 0 or first * self._store.slice_bytes >= obj.size:
-            return
+        slice_bytes = self._store.slice_bytes
+        if count <= 0 or first * slice_bytes >= obj.size:
+            return True
         memory = self._store.memory
-        if all((obj.key, i) in memory for i in range(first, first + count)):
-            return  # the usual case on hot content: nothing to queue
+        key = obj.key
+        for index in range(first, min(first + count, -(-obj.size // slice_bytes))):
+            if (key, index) not in memory:
+                break
+        else:
+            return True  # the usual case on hot content: nothing to queue
         self.submit(lambda: self.fetch(obj, first, first + count - 1, PrefetchReason.SEQUENTIAL))
+        return False
 
     async def fetch(self, obj: StoredObject, first: int, last: int, reason: PrefetchReason) -> int:
         """Fetch what is missing of slices ``first..last`` and wait for it; how many slices

@@ -46,6 +46,8 @@ log = logging.getLogger(__name__)
 
 MAX_PENDING_DISK_WRITES = 64  # beyond this, freshly fetched slices are not written to disk
 WAIT_MARGIN_S = 1.0  # a waiter outlasts the fetch's own deadline by this much
+_MEMORY_BYTES = metrics.response_bytes(Tier.MEMORY.label)
+Cut = tuple[SliceKey, int, int]  # a slice, and the offsets of the bytes wanted in it
 
 __all__ = ["ClientGone", "ReadPlan", "SliceStore", "StoredObject", "Tier"]
 
@@ -131,6 +133,27 @@ class SliceStore:
                 self._note_use((key, index))
         return ReadPlan(obj, len(held), held, set(), keep_fetched=len(ranges) > 1)
 
+    def views_held(self, cuts: Sequence[Cut]) -> list[memoryview] | None:
+        """The bytes of ``cuts`` (slice key, first and end offset in it) if memory holds
+        every slice now, each lookup counted as a hit; else None, and nothing counted."""
+        memory = self.memory
+        if len(cuts) > 1:
+            for key, _, _ in cuts:
+                if key not in memory:
+                    return None
+        views = []
+        length = 0
+        for key, lo, hi in cuts:
+            data = memory.take(key)
+            if data is None:  # (only a lone cut, unchecked above): nothing counted
+                return None
+            if self._prefetched:
+                self._note_use(key)
+            views.append(memoryview(data)[lo:hi])
+            length += hi - lo
+        _MEMORY_BYTES.inc(length)
+        return views
+
     def held_views(self, plan: ReadPlan, wanted: ByteRange) -> list[memoryview]:
         """The bytes of ``wanted`` from a plan that holds all its slices (:meth:`plan_held`)."""
         size = self.slice_bytes
@@ -139,7 +162,7 @@ class SliceStore:
             base = index * size
             lo, hi = max(wanted.start - base, 0), wanted.end + 1 - base
             views.append(memoryview(plan.held[index])[lo:hi])
-        metrics.response_bytes(Tier.MEMORY.label).inc(wanted.length)
+        _MEMORY_BYTES.inc(wanted.length)
         return views
 
     def _slice_length(self, obj: StoredObject, index: int) -> int:

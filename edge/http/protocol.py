@@ -130,9 +130,7 @@ class HttpConnection(ResponseWriter, asyncio.Protocol):
         self._close_after = False  # close once the current response is out
         # The request being parsed.
         self._url = bytearray()
-        self._headers: dict[str, str] = {}
-        self._repeated: dict[str, list[str]] | None = None
-        self._header_count = 0
+        self._raw_headers: list[tuple[bytes, bytes]] = []  # as parsed, read at the head's end
         self._head_bytes = 0
         self._in_head = False
         self._refusal: Refusal | None = None
@@ -192,7 +190,7 @@ class HttpConnection(ResponseWriter, asyncio.Protocol):
             # A request line without a version is HTTP/0.9, after which llhttp waits for
             # headers: refuse it now, not when the head timeout runs out. (Only 0.9 has the
             # line end right after the target; the head timeout covers what this misses.)
-            if self._in_head and self._url and self._header_count == 0:
+            if self._in_head and self._url and not self._raw_headers:
                 tail = bytes(self._url[-64:])
                 if data.endswith((tail + b"\r\n", tail + b"\n")):
                     refusal = Refusal(400, "malformed_request", "HTTP/0.9 requests are not served")
@@ -231,9 +229,7 @@ class HttpConnection(ResponseWriter, asyncio.Protocol):
     def on_message_begin(self) -> None:
         self._in_head = True
         self._url.clear()
-        self._headers = {}
-        self._repeated = None
-        self._header_count = 0
+        self._raw_headers = []
         self._refusal = None
         self._head_since = self._loop.time()
         if self._head_timer is None:
@@ -249,24 +245,30 @@ class HttpConnection(ResponseWriter, asyncio.Protocol):
             raise _Refused
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self._header_count += 1
-        limits = self._limits
-        if self._header_count > limits.max_headers:
+        raw = self._raw_headers
+        raw.append((name, value))
+        if len(raw) > self._limits.max_headers:
             self._refusal = _too_large("the request has more headers than this edge takes")
             raise _Refused
-        if len(name) + len(value) + 2 > limits.max_header_line:
-            self._refusal = _too_large(f"a header line is over {limits.max_header_line} bytes")
-            raise _Refused
-        key = name.decode("latin-1").lower()
-        text = value.decode("latin-1")
-        headers = self._headers
-        if key in headers:
-            repeated = self._repeated
-            if repeated is None:
-                repeated = self._repeated = {}
-            repeated.setdefault(key, [headers[key]]).append(text)
-        else:
-            headers[key] = text
+
+    def _decoded_headers(self) -> tuple[dict[str, str], dict[str, list[str]] | None]:
+        """The head's headers by lower-case name (the first value of each), and every value
+        of those sent more than once."""
+        headers: dict[str, str] = {}
+        repeated: dict[str, list[str]] | None = None
+        max_line = self._limits.max_header_line
+        for name, value in self._raw_headers:
+            if len(name) + len(value) + 2 > max_line:
+                self._refusal = _too_large(f"a header line is over {max_line} bytes")
+                raise _Refused
+            key = name.decode("latin-1").lower()
+            if key in headers:
+                if repeated is None:
+                    repeated = {}
+                repeated.setdefault(key, [headers[key]]).append(value.decode("latin-1"))
+            else:
+                headers[key] = value.decode("latin-1")
+        return headers, repeated
 
     def on_headers_complete(self) -> None:
         try:
@@ -292,9 +294,9 @@ class HttpConnection(ResponseWriter, asyncio.Protocol):
                 )
             raise _Refused
         method = parser.get_method().decode("ascii")
-        headers = self._headers
+        headers, repeated = self._decoded_headers()
         # RFC 9112 3.2: an HTTP/1.1 request has exactly one Host (a 1.0 one may have none).
-        repeated_host = self._repeated is not None and "host" in self._repeated
+        repeated_host = repeated is not None and "host" in repeated
         if repeated_host or (version == "1.1" and "host" not in headers):
             self._refusal = Refusal(400, "malformed_request", "send exactly one Host header")
             raise _Refused
@@ -318,7 +320,7 @@ class HttpConnection(ResponseWriter, asyncio.Protocol):
             _origin_form(self._url.decode("latin-1")),
             version=version,
             headers=headers,
-            repeated=self._repeated,
+            repeated=repeated,
             remote=self.remote,
             keep_alive=keep_alive,
             started=time.perf_counter(),

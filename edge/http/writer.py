@@ -15,6 +15,7 @@ import socket
 import struct
 import time
 from collections import deque
+from collections.abc import Sequence
 
 from edge.http.request import Request
 from edge.http.response import COMMON_HEADERS, JSON, DateHeader, error_body, status_line
@@ -130,7 +131,7 @@ class ResponseWriter:
         request: Request,
         status: int,
         block: bytes,
-        views: list[bytes | memoryview],
+        views: Sequence[bytes | memoryview],
         length: int,
     ) -> None:
         """Answer with a body held in memory as ``views`` (slices, pinned): written as fast

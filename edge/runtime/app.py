@@ -18,6 +18,7 @@ from edge.access.checks import Access
 from edge.access.key_reload import listen_for_reload
 from edge.admin.api import CONTROL_COMMANDS, serve_admin
 from edge.admin.control import ask_peers, serve_control
+from edge.api.hot_hits import HotHits
 from edge.api.router import PublicApi
 from edge.api.services import Services
 from edge.cache.disk import DiskTier
@@ -134,7 +135,8 @@ class EdgeApp:
         hints = NextTrackHints(
             self.access, manifests, prefetcher, slices=cache.next_track_slices, clock=clock
         )
-        self._services = Services(settings, self.access, manifests, store, prefetcher, hints)
+        hot = HotHits(store, prefetcher, cache.prefetch_slices)
+        self._services = Services(settings, self.access, manifests, store, prefetcher, hints, hot)
         context = WorkerContext(
             settings,
             manifests,
