@@ -30,28 +30,25 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
-import shutil
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 
 from cachetools import Cache
 
+from edge.cache.disk_folder import Share
 from edge.cache.policies import make_cache
 from edge.cache.slice_files import (
-    CLAIMS_DIR,
-    SLICES_DIR,
-    TMP_DIR,
+    Identity,
     SliceData,
     claim_path,
     decode,
     encode,
-    private_dir,
+    read_cached,
     read_file,
+    read_with_identity,
     slice_name,
     slice_path,
-    tighten_dir,
     write_atomically,
 )
 from edge.telemetry import metrics
@@ -59,17 +56,16 @@ from edge.telemetry import metrics
 log = logging.getLogger(__name__)
 
 TIER = "disk"
-NAME_BYTES = 16
-
-Found = tuple[bytes, int, float]  # a slice file seen on disk: name, size, mtime
+MAX_VERIFIED = 65_536  # identities of verified files (some 13 MB), all forgotten when full
 
 
 def _read_verified(
     path: Path, object_key: str, index: int, length: int
-) -> tuple[bytes | None, SliceData | None]:
-    """A slice file's bytes (None: no such file) and its verified data (None: damaged)."""
-    raw = read_file(path)
-    return raw, None if raw is None else decode(raw, object_key, index, length)
+) -> tuple[tuple[bytearray, Identity] | None, SliceData | None]:
+    """A slice file's bytes and identity (None: no such file) and its verified data (None:
+    damaged)."""
+    found = read_with_identity(path)
+    return found, None if found is None else decode(found[0], object_key, index, length)
 
 
 class DiskTier:
@@ -90,6 +86,7 @@ class DiskTier:
         # Index memory per slice matters (millions of slices): 16-byte names, one shared int
         # object per distinct size.
         self._index: Cache[bytes, int] = make_cache(policy, max(self.max_bytes, 1), getsizeof=int)
+        self._verified: dict[bytes, Identity] = {}  # files whose CRC this worker checked
         self._size_objects: dict[int, int] = {}
         # Names whose file or claim marker a thread of this worker is changing: no write of
         # them starts meanwhile (it could make a marker that thread then removes). A name
@@ -100,15 +97,12 @@ class DiskTier:
         self._writes_placed = 0  # slice files this worker has linked into place, ever
         self.rebuilt = asyncio.Event()
         self.rebuild_seconds: float | None = None
-        self._tmp_prefix = f"w{worker}-"
+        self._share = Share(root, worker, workers)
 
     # --- lookups ----------------------------------------------------------------------------
 
     def name(self, object_key: str, index: int) -> bytes:
         return slice_name(object_key, self.slice_bytes, index)
-
-    def _owns(self, name: bytes) -> bool:
-        return int.from_bytes(name[:4], "big") % self.workers == self.worker
 
     def _size(self, size: int) -> int:
         return self._size_objects.setdefault(size, size)
@@ -136,21 +130,23 @@ class DiskTier:
         path = slice_path(self.root, name)
         # Before the rebuild reaches it, a file that hashes here may be this worker's to count
         # (a previous run's), unless another worker claims it: learnt in the same thread hop.
-        adopt = not self.rebuilt.is_set() and self._owns(name) and name not in self._index
+        adopt = not self.rebuilt.is_set() and self._share.owns(name) and name not in self._index
         writes_before = self._writes_placed
-        # Read and verified in the worker thread: the checksum of a slice costs more than
-        # the rest of a hit, and zlib lets the event loop run meanwhile.
+        # Read and verified in a worker thread (the checksum of a slice costs more than the
+        # rest of a hit, and zlib lets the event loop run meanwhile), unless verified before
+        # and still in the page cache: see _read.
+        raw: bytes | bytearray | None
         if adopt:
             raw, adopt = await asyncio.to_thread(self._read_unclaimed, name)
             data = None if raw is None else decode(raw, object_key, index, length)
         else:
-            raw, data = await asyncio.to_thread(_read_verified, path, object_key, index, length)
+            raw, data = await self._read(name, path, (object_key, index, length))
         if raw is None or data is None:
             metrics.cache_lookups(TIER, "miss").inc()
             # The file went away: forget it, unless a write of this worker may have placed it
             # while the read was looking (then the index is right and the read was early).
             if raw is None and name not in self._busy and self._writes_placed == writes_before:
-                if self._forget(name) and not self._owns(name):
+                if self._forget(name) and not self._share.owns(name):
                     await self._delete([name], files=False)  # and so does its claim
                 self._publish_size()
             elif raw is not None:
@@ -165,15 +161,35 @@ class DiskTier:
             await self._admit(name, len(raw))  # found before the rebuild reached it
         return data
 
+    async def _read(
+        self, name: bytes, path: Path, slice_: tuple[str, int, int]
+    ) -> tuple[bytes | bytearray | None, SliceData | None]:
+        """A slice file's bytes (None: no such file) and its data (None: damaged). A file
+        this worker verified, unchanged since and still in the page cache, is read at once
+        and not checksummed again; any other is read and verified in a worker thread."""
+        known = self._verified.get(name)
+        if known is not None:
+            with contextlib.suppress(BlockingIOError):
+                cached = read_cached(path)
+                if cached is None:
+                    return None, None
+                if cached[1] == known:
+                    return cached[0], decode(cached[0], *slice_, checksum=False)
+        found, data = await asyncio.to_thread(_read_verified, path, *slice_)
+        if found is None or data is None:
+            self._verified.pop(name, None)
+            return None if found is None else found[0], None
+        if len(self._verified) >= MAX_VERIFIED:
+            self._verified.clear()
+        self._verified[name] = found[1]
+        return found[0], data
+
     def _read_unclaimed(self, name: bytes) -> tuple[bytes | None, bool]:
         """The file's bytes, and whether no other worker claims it."""
         raw = read_file(slice_path(self.root, name))
         return raw, raw is not None and not any(
-            claim_path(self.root, other, name).exists() for other in self._others()
+            claim_path(self.root, other, name).exists() for other in self._share.others()
         )
-
-    def _others(self) -> Iterator[int]:
-        return (other for other in range(self.workers) if other != self.worker)
 
     # --- writes -----------------------------------------------------------------------------
 
@@ -221,8 +237,8 @@ class DiskTier:
     def _place(self, name: bytes, blob: bytes) -> bool:
         """Write the slice file, claimed if its name hashes to another worker; False, and no
         claim left, if a file was there already."""
-        claim = None if self._owns(name) else claim_path(self.root, self.worker, name)
-        return write_atomically(self.root, name, blob, self._tmp_prefix, claim)
+        claim = None if self._share.owns(name) else claim_path(self.root, self.worker, name)
+        return write_atomically(self.root, name, blob, self._share.tmp_prefix, claim)
 
     async def drop_objects(self, objects: Mapping[str, int]) -> int:
         """Delete the slice files of ``objects`` (key -> size), indexed here or not (another
@@ -263,6 +279,7 @@ class DiskTier:
 
     def _forget(self, name: bytes) -> bool:
         """Take ``name`` out of the index; whether it was there."""
+        self._verified.pop(name, None)
         if self._forgotten is not None:
             self._forgotten.add(name)
         return self._index.pop(name, None) is not None
@@ -288,7 +305,7 @@ class DiskTier:
             with contextlib.suppress(FileNotFoundError):
                 slice_path(self.root, name).unlink()
                 removed += 1
-            if not self._owns(name):
+            if not self._share.owns(name):
                 with contextlib.suppress(FileNotFoundError):
                     claim_path(self.root, self.worker, name).unlink()
         return removed
@@ -316,7 +333,7 @@ class DiskTier:
         started = time.monotonic()
         try:
             try:
-                found, unbacked = await asyncio.to_thread(self._scan)
+                found, unbacked = await asyncio.to_thread(self._share.scan)
             except OSError as exc:  # the node serves on, from memory and the origin
                 log.error("disk tier unusable at %s: %s", self.root, exc)
                 return
@@ -350,86 +367,9 @@ class DiskTier:
             self.rebuild_seconds,
         )
 
-    def _scan(self) -> tuple[list[Found], list[bytes]]:
-        """This worker's files, and the names its markers claim without a file (in a thread)."""
-        private_dir(self.root)
-        for folder in (SLICES_DIR, TMP_DIR, CLAIMS_DIR):
-            tighten_dir(self.root / folder)
-        for leftover in self._own_temp_files():
-            with contextlib.suppress(FileNotFoundError):
-                leftover.unlink()
-        private_dir(self.root / SLICES_DIR)
-        # The slices first, then the other workers' claims, then each file's size: a worker
-        # makes its marker before its file and removes it after, so a file listed here whose
-        # claim is not seen had none, or is gone by the time it is looked at.
-        mine = []
-        for bucket in os.scandir(self.root / SLICES_DIR):
-            if bucket.is_dir():
-                mine += [(n, e) for e in os.scandir(bucket.path) if (n := self._mine(e.name))]
-        claimed = {n for other in self._others() for n in self._claimed_by(other) if self._owns(n)}
-        found: list[Found] = []
-        for name, entry in mine:
-            if name not in claimed:
-                with contextlib.suppress(FileNotFoundError):
-                    stat = entry.stat()
-                    found.append((name, stat.st_size, stat.st_mtime))
-        unbacked = []
-        slices = os.path.join(self.root, SLICES_DIR)
-        for name in self._claimed_by(self.worker):
-            if self._owns(name):  # made when there were more or fewer workers: not needed
-                with contextlib.suppress(FileNotFoundError):
-                    claim_path(self.root, self.worker, name).unlink()
-                continue
-            text = name.hex()
-            try:
-                stat = os.stat(os.path.join(slices, text[:2], text))
-            except FileNotFoundError:
-                unbacked.append(name)
-            else:
-                found.append((name, stat.st_size, stat.st_mtime))
-        if self.worker == 0:
-            self._delete_void_claims()
-        return found, unbacked
-
-    def _mine(self, file_name: str) -> bytes | None:
-        """The slice name of a file in ``slices/``, if it hashes to this worker."""
-        name = _parse_name(file_name)
-        return name if name is not None and self._owns(name) else None
-
-    def _claimed_by(self, worker: int) -> list[bytes]:
-        try:
-            entries = list(os.scandir(self.root / CLAIMS_DIR / f"w{worker}"))
-        except (FileNotFoundError, NotADirectoryError):
-            return []
-        return [name for entry in entries if (name := _parse_name(entry.name)) is not None]
-
-    def _delete_void_claims(self) -> None:
-        """Claim folders of worker numbers not in use any more."""
-        with contextlib.suppress(FileNotFoundError, NotADirectoryError):
-            for entry in os.scandir(self.root / CLAIMS_DIR):
-                number = entry.name[1:]
-                if entry.name.startswith("w") and number.isdigit() and int(number) >= self.workers:
-                    shutil.rmtree(entry.path, ignore_errors=True)
-
-    def _own_temp_files(self) -> Iterator[Path]:
-        tmp = self.root / TMP_DIR
-        if tmp.is_dir():
-            mine = f".{os.getpid()}"  # this process's own writes may have begun meanwhile
-            yield from (p for p in tmp.glob(f"{self._tmp_prefix}*") if not p.name.endswith(mine))
-
     @property
     def bytes_held(self) -> int:
         return int(self._index.currsize)
 
     def __len__(self) -> int:
         return len(self._index)
-
-
-def _parse_name(file_name: str) -> bytes | None:
-    """The 16-byte name a slice file or claim marker is named by, in hex (else not ours)."""
-    if len(file_name) != 2 * NAME_BYTES:
-        return None
-    try:
-        return bytes.fromhex(file_name)
-    except ValueError:
-        return None

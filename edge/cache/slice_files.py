@@ -4,6 +4,9 @@ A file is a small header (magic, format version, the slice's key and index, the 
 and its CRC-32) followed by the data. It is written to a temporary file and linked into
 place, so a reader sees either no file or a whole one; a file damaged later (a bad disk, a
 truncation, a crash before the data reached the disk) fails verification and is never served.
+Verification means the CRC whenever the bytes come from the device; a re-read of a file the
+reader verified before, with the same identity (inode, size, mtime) and wholly in the page
+cache, checks the header only (:func:`read_cached`): those are the bytes already checked.
 
 File names are a hash of (object key, slice size, index): any process finds a slice's file
 without an index, and a change of ``cache.slice_bytes`` never mixes slicings.
@@ -15,6 +18,7 @@ the process umask nor an older install's modes decide who can read cached audio.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import os
 import stat
@@ -25,6 +29,11 @@ from pathlib import Path
 # A slice's bytes as the tiers hold them: from the origin, bytes; from a slice file, a view
 # into the file's bytes past its header (no second copy).
 type SliceData = bytes | memoryview
+# What changes when anyone rewrites, replaces or truncates a file: inode, size, mtime (ns).
+type Identity = tuple[int, int, int]
+_NOWAIT = getattr(os, "RWF_NOWAIT", 0)
+# Until the kernel or the file system says it cannot (then empty): a read may try NOWAIT.
+_NOWAIT_WORKS = [True] if _NOWAIT else []
 
 MAGIC = b"ENCS"
 VERSION = 1
@@ -93,9 +102,17 @@ def encode(object_key: str, index: int, data: bytes) -> bytes:
     return header + key + data
 
 
-def decode(raw: bytes, object_key: str, index: int, expected_length: int) -> SliceData | None:
+def decode(
+    raw: bytes | bytearray,
+    object_key: str,
+    index: int,
+    expected_length: int,
+    *,
+    checksum: bool = True,
+) -> SliceData | None:
     """The data, if ``raw`` is a whole, undamaged file of exactly this slice; else None. A
-    view into ``raw``: the file's bytes are copied into user space once, by the read."""
+    view into ``raw``: the file's bytes are copied into user space once, by the read.
+    ``checksum`` False: the header is checked, not the CRC (see :func:`read_cached`)."""
     if len(raw) < _HEADER.size:
         return None
     magic, version, key_length, stored_index, length, crc = _HEADER.unpack_from(raw)
@@ -110,7 +127,7 @@ def decode(raw: bytes, object_key: str, index: int, expected_length: int) -> Sli
     ):
         return None
     data = memoryview(raw)[key_end:]
-    return data if zlib.crc32(data) == crc else None
+    return data if not checksum or zlib.crc32(data) == crc else None
 
 
 def write_atomically(
@@ -154,6 +171,52 @@ def write_atomically(
             with contextlib.suppress(OSError):
                 claim.unlink()
     return True
+
+
+def read_with_identity(path: Path) -> tuple[bytearray, Identity] | None:
+    """A file's bytes and identity, None if there is no such file (may wait on the disk)."""
+    return _read(path, 0)
+
+
+def read_cached(path: Path) -> tuple[bytearray, Identity] | None:
+    """As :func:`read_with_identity`, from the page cache only: ``BlockingIOError`` if any
+    of the file would have to come from the device (``RWF_NOWAIT``), or where the kernel or
+    the file system cannot tell. A file whose checksum this process verified when it was
+    read from the device, and whose identity is the same, is served from the page cache
+    without computing its CRC again (a CRC-32 of a slice costs more than the rest of a
+    disk hit); whatever comes from the device is verified."""
+    if not _NOWAIT_WORKS:
+        raise BlockingIOError
+    try:
+        return _read(path, _NOWAIT)
+    except OSError as exc:
+        if exc.errno in (errno.EOPNOTSUPP, errno.EINVAL):
+            _NOWAIT_WORKS.clear()
+            raise BlockingIOError from exc
+        raise
+
+
+def _read(path: Path, flags: int) -> tuple[bytearray, Identity] | None:
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return None
+    try:
+        info = os.fstat(fd)
+        buffer = bytearray(info.st_size)
+        done = 0
+        with memoryview(buffer) as view:
+            while done < len(buffer):
+                got = os.preadv(fd, [view[done:]], done, flags)
+                if got == 0:  # shorter than it was a moment ago
+                    break
+                if flags and got < len(buffer) - done:
+                    raise BlockingIOError  # the rest is not in the page cache
+                done += got
+        del buffer[done:]
+        return buffer, (info.st_ino, info.st_size, info.st_mtime_ns)
+    finally:
+        os.close(fd)
 
 
 def read_file(path: Path) -> bytes | None:

@@ -15,6 +15,7 @@ import stat
 import subprocess
 import threading
 import time
+import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -532,3 +533,35 @@ async def test_an_older_installs_folders_are_made_private_at_startup(tmp_path: P
     await _tiers(tmp_path, 64 * 1024**2, workers=1)[0].rebuild()
     assert _mode(tmp_path / "slices") == _mode(tmp_path / "tmp") == 0o700
     # Inside a 0700 folder, nobody else reaches the old 0644 files: they need no chmod.
+
+
+async def test_a_verified_file_is_checksummed_again_only_once_it_changes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tier = DiskTier(tmp_path, 64 * 1024**2, 1000, "lru")
+    data = os.urandom(1000)
+    await tier.put("k", 0, data)
+    path = slice_path(tmp_path, tier.name("k", 0))
+    try:
+        slice_files.read_cached(path)
+    except BlockingIOError:
+        pytest.skip("this file system cannot read with RWF_NOWAIT: every read is verified")
+    summed: list[int] = []
+    crc32 = zlib.crc32
+
+    def counting(buffer: bytes, value: int = 0) -> int:
+        summed.append(len(buffer))
+        return crc32(buffer, value)
+
+    monkeypatch.setattr(zlib, "crc32", counting)
+    assert await tier.get("k", 0, 1000) == data  # first read: verified
+    assert await tier.get("k", 0, 1000) == data  # verified, unchanged, in the page cache
+    assert summed == [1000]
+    flipped = bytearray(path.read_bytes())
+    flipped[-1] ^= 0x01
+    before = path.stat().st_mtime_ns
+    path.write_bytes(flipped)
+    os.utime(path, ns=(before + 10**9, before + 10**9))  # rewritten: a new identity
+    assert await tier.get("k", 0, 1000) is None  # verified again, found damaged, dropped
+    assert summed == [1000, 1000]
+    assert not path.exists()

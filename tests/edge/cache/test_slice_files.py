@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from edge.cache import slice_files
 from edge.cache.slice_files import (
     claim_path,
     decode,
@@ -105,3 +106,18 @@ def test_an_older_installs_folders_are_tightened(tmp_path: Path) -> None:
     tighten_dir(tmp_path / "file")  # not a folder: left alone
     tighten_dir(tmp_path / "missing")
     assert _mode(tmp_path / "slices") == 0o700
+
+
+def test_a_cached_read_gives_the_bytes_and_identity_a_plain_read_gives(tmp_path: Path) -> None:
+    path = tmp_path / "f"
+    path.write_bytes(os.urandom(300_000))
+    plain = slice_files.read_with_identity(path)
+    assert plain is not None
+    assert plain[0] == path.read_bytes()
+    try:
+        assert slice_files.read_cached(path) == plain
+    except BlockingIOError:
+        pytest.skip("this file system cannot read with RWF_NOWAIT")
+    assert slice_files.read_cached(tmp_path / "missing") is None
+    path.write_bytes(b"shorter")
+    assert slice_files.read_with_identity(path) != plain
