@@ -4,9 +4,13 @@ straight into its HTTP connection object, whose transport only counts bytes. Wha
 the edge's own per-request work (parsing, checks, planning, the head, metrics, the access log)
 that a socket benchmark mixes with the kernel's.
 
-    python -m loadtests.bench_request_cpu [--requests 20000] [--range 65536] [--profile N]
+    python -m loadtests.bench_request_cpu [--requests 20000] [--range 65536] [--tier memory|disk]
+        [--profile N]
 
 Prints µs per request; ``--profile N`` also prints cProfile's top N functions by own time.
+``--tier disk`` turns the memory tier off, so every slice is read from the disk tier (its
+files in the page cache, as a hot disk tier's are) by the general path, which runs on the
+event loop: each request is fed, then the loop runs until it is answered.
 """
 
 from __future__ import annotations
@@ -34,6 +38,23 @@ from origin.settings import load_settings
 
 SECRET = "bench-request-cpu-secret"
 OBJECT_BYTES = 4 * 1024 * 1024
+
+
+class CountingAnswers(Answers):
+    """The listener's observer, counting answers (a disk hit completes on a later turn)."""
+
+    count = 0
+    _waiter: asyncio.Future[None] | None = None
+
+    def answered(self, request: Any, status: int, outcome: str, body_bytes: int) -> None:
+        self.count += 1
+        super().answered(request, status, outcome, body_bytes)
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+    async def next_answer(self) -> None:
+        self._waiter = asyncio.get_running_loop().create_future()
+        await self._waiter
 
 
 class CountingTransport:
@@ -81,7 +102,13 @@ async def run(args: argparse.Namespace, endpoint: str, bucket: str, workdir: Pat
         origin=dataclasses.replace(base.origin, endpoint_url=endpoint, bucket=bucket),
         edge=dataclasses.replace(base.edge, region="SE"),
         auth=dataclasses.replace(base.auth, signing_keys={"k1": SECRET}),
-        cache=dataclasses.replace(base.cache, disk_bytes=0, memory_bytes=64 * 1024**2),
+        cache=dataclasses.replace(
+            base.cache,
+            disk_bytes=0 if args.tier == "memory" else 64 * 1024**2,
+            disk_path=str(workdir / "disk"),
+            memory_bytes=64 * 1024**2 if args.tier == "memory" else 0,
+            prefetch_slices=0 if args.tier == "disk" else base.cache.prefetch_slices,
+        ),
     )
     app = EdgeApp(settings)
     await app.start()
@@ -94,16 +121,24 @@ async def run(args: argparse.Namespace, endpoint: str, bucket: str, workdir: Pat
         ).encode()
         log = AccessLog(str(workdir / "access.log"), "text")
         loop = asyncio.get_running_loop()
-        conn = HttpConnection(app.handler(), Answers(log), limits_of(settings.server), loop)
+        answers = CountingAnswers(log)
+        conn = HttpConnection(app.handler(), answers, limits_of(settings.server), loop)
         transport = CountingTransport()
         conn.connection_made(transport)  # type: ignore[arg-type]
-        for _ in range(50):  # warm: manifest loaded, slices in memory
+
+        async def serve(requests: int) -> None:
+            for _ in range(requests):
+                answered = answers.count
+                conn.data_received(request)
+                if answers.count == answered:  # not answered at once: a later turn will
+                    await answers.next_answer()
+
+        for _ in range(50):  # warm: manifest loaded, slices cached
             conn.data_received(request)
             await asyncio.sleep(0.01)
         for _ in range(3):
             started, sent = time.perf_counter(), transport.sent
-            for _ in range(args.requests):
-                conn.data_received(request)
+            await serve(args.requests)
             elapsed = time.perf_counter() - started
             log.flush()
             per_request = (transport.sent - sent) / args.requests
@@ -111,11 +146,10 @@ async def run(args: argparse.Namespace, endpoint: str, bucket: str, workdir: Pat
         if args.profile:
             profile = cProfile.Profile()
             profile.enable()
-            for _ in range(args.requests):
-                conn.data_received(request)
+            await serve(args.requests)
             profile.disable()
             out = io.StringIO()
-            pstats.Stats(profile, stream=out).sort_stats("tottime").print_stats(args.profile)
+            pstats.Stats(profile, stream=out).sort_stats(args.sort).print_stats(args.profile)
             print(out.getvalue())
         log.close()
     finally:
@@ -126,7 +160,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--requests", type=int, default=20_000)
     parser.add_argument("--range", type=int, default=65_536, help="bytes per range (65536)")
+    parser.add_argument("--tier", choices=("memory", "disk"), default="memory")
     parser.add_argument("--profile", type=int, default=0, metavar="N")
+    parser.add_argument("--sort", default="tottime", help="cProfile order (tottime)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="encore-cpu-") as tmp:
         workdir = Path(tmp)

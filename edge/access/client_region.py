@@ -12,13 +12,13 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Iterable, Mapping
 
-from cachetools import LRUCache
-
 from edge.http.errors import BadRequest
 from origin.manifest_schema import is_region
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
-PEER_MEMO_ENTRIES = 65_536  # distinct peers whose trust and table region are remembered
+# Distinct peers whose trust and table region are remembered; all forgotten when it fills up
+# (a plain dict: an LRU's bookkeeping cost more than the lookup it saves).
+PEER_MEMO_ENTRIES = 65_536
 
 
 class _PrefixTable:
@@ -60,7 +60,7 @@ class RegionResolver:
         self.default = default
         self._trusted = _PrefixTable(dict.fromkeys(trusted_proxies, "trusted"))
         self._table = _PrefixTable(cidr_regions)
-        self._peers: LRUCache[str, tuple[bool, str]] = LRUCache(PEER_MEMO_ENTRIES)
+        self._peers: dict[str, tuple[bool, str]] = {}
 
     def resolve(self, peer: str | None, header_values: list[str]) -> str:
         """The region for a request from ``peer`` (its IP address, None if unknown) that
@@ -93,6 +93,8 @@ class RegionResolver:
             else:
                 region = self._table.lookup(address) or self.default
                 known = (self._trusted.lookup(address) is not None, region)
+            if len(self._peers) >= PEER_MEMO_ENTRIES:
+                self._peers.clear()
             self._peers[peer] = known
         return known
 

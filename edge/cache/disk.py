@@ -30,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -39,6 +40,7 @@ from cachetools import Cache
 from edge.cache.disk_folder import Share
 from edge.cache.policies import make_cache
 from edge.cache.slice_files import (
+    SLICES_DIR,
     Identity,
     SliceData,
     claim_path,
@@ -47,6 +49,7 @@ from edge.cache.slice_files import (
     read_cached,
     read_file,
     read_with_identity,
+    slice_file,
     slice_name,
     slice_path,
     write_atomically,
@@ -60,7 +63,7 @@ MAX_VERIFIED = 65_536  # identities of verified files (some 13 MB), all forgotte
 
 
 def _read_verified(
-    path: Path, object_key: str, index: int, length: int
+    path: str, object_key: str, index: int, length: int
 ) -> tuple[tuple[bytearray, Identity] | None, SliceData | None]:
     """A slice file's bytes and identity (None: no such file) and its verified data (None:
     damaged)."""
@@ -80,6 +83,7 @@ class DiskTier:
         workers: int = 1,
     ) -> None:
         self.root = root
+        self._slices_dir = os.path.join(root, SLICES_DIR)
         self.slice_bytes = slice_bytes
         self.max_bytes = max_bytes // workers  # this worker's share of the budget
         self.worker, self.workers = worker, workers
@@ -127,7 +131,7 @@ class DiskTier:
     async def get(self, object_key: str, index: int, length: int) -> SliceData | None:
         """The slice's verified bytes, or None (a damaged file is deleted on the way)."""
         name = self.name(object_key, index)
-        path = slice_path(self.root, name)
+        path = slice_file(self._slices_dir, name)
         # Before the rebuild reaches it, a file that hashes here may be this worker's to count
         # (a previous run's), unless another worker claims it: learnt in the same thread hop.
         adopt = not self.rebuilt.is_set() and self._share.owns(name) and name not in self._index
@@ -162,7 +166,7 @@ class DiskTier:
         return data
 
     async def _read(
-        self, name: bytes, path: Path, slice_: tuple[str, int, int]
+        self, name: bytes, path: str, slice_: tuple[str, int, int]
     ) -> tuple[bytes | bytearray | None, SliceData | None]:
         """A slice file's bytes (None: no such file) and its data (None: damaged). A file
         this worker verified, unchanged since and still in the page cache, is read at once

@@ -17,6 +17,7 @@ TIER = "memory"
 _EVICTIONS = metrics.CACHE_EVICTIONS.labels(TIER)
 _BYTES = metrics.CACHE_BYTES.labels(TIER)
 _OBJECTS = metrics.CACHE_OBJECTS.labels(TIER)
+_REFUSED = metrics.CACHE_REFUSED.labels(TIER)
 
 
 class MemoryTier:
@@ -62,7 +63,7 @@ class MemoryTier:
 
     def put(self, key: SliceKey, data: SliceData) -> None:
         if len(data) > self.max_bytes:
-            metrics.CACHE_REFUSED.labels(TIER).inc()
+            _REFUSED.inc()
             return  # larger than the whole tier (or the tier is off): not cached
         before = len(self._slices) + (key not in self._slices)
         self._slices[key] = data

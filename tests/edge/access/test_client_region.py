@@ -11,6 +11,7 @@ from collections.abc import Callable
 
 import pytest
 
+from edge.access import client_region
 from edge.access.client_region import RegionResolver
 from edge.http.errors import BadRequest
 from origin.license import License
@@ -57,6 +58,18 @@ def test_a_trusted_proxy_sending_a_bad_region_gets_a_400(header: list[str]) -> N
 
 def test_a_bad_header_from_an_untrusted_peer_is_ignored_too() -> None:
     assert _resolver().resolve("203.0.113.9", ["XX", "YY"]) == "SE"
+
+
+def test_the_memo_of_peers_is_bounded_and_answers_the_same_after_it_fills(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(client_region, "PEER_MEMO_ENTRIES", 4)
+    resolver = _resolver()
+    peers = [f"192.0.2.{host}" for host in range(120, 140)]
+    first = [resolver.resolve(peer, []) for peer in peers]
+    assert len(resolver._peers) <= 4
+    assert [resolver.resolve(peer, []) for peer in peers] == first
+    assert (first[0], first[-1]) == ("NO", "DK")
 
 
 def _get(port: int, path: str, source: str, headers: dict[str, str]) -> tuple[int, bytes]:
