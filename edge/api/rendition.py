@@ -95,7 +95,10 @@ def _serve(
     if header is not None and preconditions.range_applies(headers, head.etag, published):
         ranges = parse_range(header, size)
     reply = _Reply(services, request, conn, head, block=block, region=region, ranges=ranges)
-    plan = services.slices.plan_held(reply.obj, reply.parts, reading=request.method != "HEAD")
+    store, reading = services.slices, request.method != "HEAD"
+    plan = store.plan_held(reply.obj, reply.parts, reading=reading)
+    if plan is None and reading:
+        plan = store.plan_read_now(reply.obj, reply.parts)
     if plan is None:
         return reply.plan_then_send()
     return reply.send(plan)

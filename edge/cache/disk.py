@@ -1,6 +1,8 @@
 """The disk tier: slice files under ``cache.disk_path``, bounded by ``cache.disk_bytes``.
 
-All file I/O runs in worker threads, never on the event loop. The index (slice name -> file
+File I/O runs in worker threads, never on the event loop, except a read of a slice file
+that this worker verified before and that is all in the page cache (``RWF_NOWAIT``: such a
+read cannot wait on the device), which is done at once. The index (slice name -> file
 size, in the configured policy's order) lives in memory and is rebuilt from the files at
 startup, in the background: until it is complete, a slice missing from the index is looked
 for on disk before it counts as a miss, so a restarted node serves disk hits at once.
@@ -59,6 +61,7 @@ from edge.telemetry import metrics
 log = logging.getLogger(__name__)
 
 TIER = "disk"
+_HITS = metrics.cache_lookups(TIER, "hit")
 MAX_VERIFIED = 65_536  # identities of verified files (some 13 MB), all forgotten when full
 
 
@@ -158,7 +161,7 @@ class DiskTier:
                 log.warning("dropping damaged slice file %s", name.hex())
                 await self._drop(name)
             return None
-        metrics.cache_lookups(TIER, "hit").inc()
+        _HITS.inc()
         if name in self._index:
             self._index[name]  # a use, for the policy
         elif adopt and not self.rebuilt.is_set():
@@ -171,14 +174,9 @@ class DiskTier:
         """A slice file's bytes (None: no such file) and its data (None: damaged). A file
         this worker verified, unchanged since and still in the page cache, is read at once
         and not checksummed again; any other is read and verified in a worker thread."""
-        known = self._verified.get(name)
-        if known is not None:
-            with contextlib.suppress(BlockingIOError):
-                cached = read_cached(path)
-                if cached is None:
-                    return None, None
-                if cached[1] == known:
-                    return cached[0], decode(cached[0], *slice_, checksum=False)
+        raw = self._page_cached(name, path)
+        if raw is not None:
+            return raw, decode(raw, *slice_, checksum=False)
         found, data = await asyncio.to_thread(_read_verified, path, *slice_)
         if found is None or data is None:
             self._verified.pop(name, None)
@@ -187,6 +185,38 @@ class DiskTier:
             self._verified.clear()
         self._verified[name] = found[1]
         return found[0], data
+
+    def _page_cached(self, name: bytes, path: str) -> bytearray | None:
+        """The file's bytes if this worker verified it, it is unchanged since (same inode,
+        size and mtime) and all of it is in the page cache; else None: read it in a thread."""
+        known = self._verified.get(name)
+        if known is None:
+            return None
+        with contextlib.suppress(BlockingIOError):
+            cached = read_cached(path)
+            if cached is not None and cached[1] == known:
+                return cached[0]
+        return None
+
+    def read_now(self, object_key: str, index: int, length: int) -> tuple[bytes, SliceData] | None:
+        """Without waiting: the slice's name and data if its file can be read at once (see
+        :meth:`_page_cached`) and its header holds; else None, nothing counted, and
+        :meth:`get` reads it. A hit is counted with :meth:`count_hit` once it is used."""
+        name = self.name(object_key, index)
+        if not self.rebuilt.is_set() and self._share.owns(name) and name not in self._index:
+            return None  # maybe a previous run's file, to adopt: get does that
+        try:
+            raw = self._page_cached(name, slice_file(self._slices_dir, name))
+        except OSError:
+            return None  # get meets it again, and answers for it
+        data = None if raw is None else decode(raw, object_key, index, length, checksum=False)
+        return None if data is None else (name, data)
+
+    def count_hit(self, name: bytes) -> None:
+        """A slice from :meth:`read_now` was used."""
+        _HITS.inc()
+        if name in self._index:
+            self._index[name]  # a use, for the policy
 
     def _read_unclaimed(self, name: bytes) -> tuple[bytes | None, bool]:
         """The file's bytes, and whether no other worker claims it."""

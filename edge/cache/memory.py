@@ -18,6 +18,7 @@ _EVICTIONS = metrics.CACHE_EVICTIONS.labels(TIER)
 _BYTES = metrics.CACHE_BYTES.labels(TIER)
 _OBJECTS = metrics.CACHE_OBJECTS.labels(TIER)
 _REFUSED = metrics.CACHE_REFUSED.labels(TIER)
+_MISSES = metrics.cache_lookups(TIER, "miss")
 
 
 class MemoryTier:
@@ -56,6 +57,11 @@ class MemoryTier:
         if data is not None:
             metrics.cache_lookups(TIER, "hit").inc()
         return data
+
+    def count_misses(self, count: int) -> None:
+        """Lookups that found nothing, made without :meth:`get` (``SliceStore.plan_read_now``
+        looks with ``in`` until it knows the request is served at once)."""
+        _MISSES.inc(count)
 
     def peek(self, key: SliceKey) -> SliceData | None:
         """Look again, without counting a lookup (the request already counted its miss)."""

@@ -26,9 +26,10 @@ _LABELS = {tier: tier.name.lower() for tier in Tier}  # the metric label, per hi
 
 class ReadPlan:
     """The slices one response needs: those memory held when it was made (pinned) and those
-    the disk tier had."""
+    the disk tier had (``on_disk``: to be read; ``from_disk``: read already, and pinned in
+    ``held`` too)."""
 
-    __slots__ = ("following", "held", "keep_fetched", "needed", "obj", "on_disk")
+    __slots__ = ("following", "from_disk", "held", "keep_fetched", "needed", "obj", "on_disk")
 
     def __init__(
         self,
@@ -36,12 +37,15 @@ class ReadPlan:
         needed: int,
         held: dict[int, SliceData],
         on_disk: set[int],
+        *,
         keep_fetched: bool,
+        from_disk: frozenset[int] = frozenset(),
     ) -> None:
         self.obj = obj
         self.needed = needed
         self.held = held
         self.on_disk = on_disk
+        self.from_disk = from_disk
         # With several ranges, two may share a slice; a single range never revisits one.
         self.keep_fetched = keep_fetched
         self.following: dict[int, SliceFill] = {}  # fills read so far, when keep_fetched
@@ -61,4 +65,4 @@ class ReadPlan:
     def slowest_tier(self) -> Tier:
         if len(self.held) + len(self.on_disk) < self.needed:
             return Tier.ORIGIN
-        return Tier.DISK if self.on_disk else Tier.MEMORY
+        return Tier.DISK if self.on_disk or self.from_disk else Tier.MEMORY

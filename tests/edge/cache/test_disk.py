@@ -565,3 +565,87 @@ async def test_a_verified_file_is_checksummed_again_only_once_it_changes(
     assert await tier.get("k", 0, 1000) is None  # verified again, found damaged, dropped
     assert summed == [1000, 1000]
     assert not path.exists()
+
+
+async def test_a_file_is_read_at_once_only_once_verified_and_while_unchanged(
+    tmp_path: Path,
+) -> None:
+    tier = DiskTier(tmp_path, 64 * 1024**2, 1000, "lru")
+    data = os.urandom(1000)
+    await tier.put("k", 0, data)
+    path = slice_path(tmp_path, tier.name("k", 0))
+    try:
+        slice_files.read_cached(path)
+    except BlockingIOError:
+        pytest.skip("this file system cannot read with RWF_NOWAIT: every read is verified")
+    assert tier.read_now("k", 0, 1000) is None  # written here, never read back: not verified
+    assert await tier.get("k", 0, 1000) == data
+    assert tier.read_now("k", 0, 1000) == (tier.name("k", 0), data)
+    assert tier.read_now("k", 1, 1000) is None  # no such file
+    before = path.stat().st_mtime_ns
+    os.utime(path, ns=(before + 10**9, before + 10**9))  # touched: a new identity
+    assert tier.read_now("k", 0, 1000) is None
+    assert await tier.get("k", 0, 1000) == data  # verified again
+    assert tier.read_now("k", 0, 1000) is not None
+
+
+def test_a_disk_hit_read_at_once_says_what_a_verified_read_says(
+    tmp_path: Path,
+    catalog: Catalog,
+    start_edge: Callable[..., EdgeServer],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Verified before, unchanged and in the page cache, a slice file is read on the spot,
+    without the thread hop of DiskTier.get; the answer, the counts and the tier are those of
+    the first read, which verified it."""
+    probe = tmp_path / "probe"
+    probe.write_bytes(b"x")
+    try:
+        slice_files.read_cached(probe)
+    except BlockingIOError:
+        pytest.skip("this file system cannot read with RWF_NOWAIT: every read is verified")
+    data = os.urandom(3 * TEST_SLICE_BYTES + 500)
+    path = f"/v1/tracks/{catalog.publish({'160': data}).track_id}/160"
+    cache = _disk(tmp_path / "cache")
+    edge = start_edge(cache={**cache, "memory_bytes": 0, "prefetch_slices": 0})
+    assert edge.get(path).body == data  # from the origin, onto disk (memory is off)
+    _disk_writes_done(edge)
+    disk = edge.app.slices.disk
+    assert disk is not None
+    gets: list[int] = []
+    verified_get = disk.get
+
+    async def counting_get(object_key: str, index: int, length: int) -> Any:
+        gets.append(index)
+        return await verified_get(object_key, index, length)
+
+    monkeypatch.setattr(disk, "get", counting_get)
+    wanted = f"bytes={TEST_SLICE_BYTES + 10}-{2 * TEST_SLICE_BYTES + 9}"  # slices 1 and 2
+    replies, counted = [], []
+    for _ in range(2):
+        before = edge.metric_samples()
+        replies.append(edge.get(path, Range=wanted))
+        after = edge.metric_samples()
+        counted.append(
+            {
+                key: after[key] - before.get(key, 0)
+                for key in after
+                if key[0] in ("encore_cache_lookups_total", "encore_response_bytes_total")
+                and after[key] != before.get(key, 0)
+            }
+        )
+    assert gets == [1, 2]  # the first time only: verified then
+    slow, at_once = replies
+    assert at_once.body == slow.body == data[TEST_SLICE_BYTES + 10 : 2 * TEST_SLICE_BYTES + 10]
+    assert (at_once.status, at_once.header("X-Cache"), at_once.header("X-Cache-Tier")) == (
+        206,
+        "HIT",
+        "disk",
+    )
+    assert {k: v for k, v in at_once.headers.items() if k != "Date"} == {
+        k: v for k, v in slow.headers.items() if k != "Date"
+    }
+    assert counted[0] == counted[1]  # the same lookups and bytes, by tier
+    hits = ("encore_cache_lookups_total", frozenset({"tier": "disk", "result": "hit"}.items()))
+    sent = ("encore_response_bytes_total", frozenset({"tier": "disk"}.items()))
+    assert (counted[1][hits], counted[1][sent]) == (2, TEST_SLICE_BYTES)
