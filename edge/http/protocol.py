@@ -47,6 +47,10 @@ log = logging.getLogger("edge.http")
 HEAD_SLACK_BYTES = 32 * 1024  # a whole head may exceed one line of each limit by this much
 MAX_PIPELINED = 16  # parsed requests waiting their turn before reading pauses
 _BODYLESS = frozenset({"GET", "HEAD"})
+# Header names as sent -> lower-case str: clients send the same few names in every request.
+# Bounded: all forgotten when it fills up (a client inventing names gains nothing).
+_HEADER_KEYS: dict[bytes, str] = {}
+MAX_HEADER_KEYS = 1024
 
 Handler = Callable[[Request, "HttpConnection"], Coroutine[Any, Any, None] | None]
 
@@ -261,7 +265,11 @@ class HttpConnection(ResponseWriter, asyncio.Protocol):
             if len(name) + len(value) + 2 > max_line:
                 self._refusal = _too_large(f"a header line is over {max_line} bytes")
                 raise _Refused
-            key = name.decode("latin-1").lower()
+            key = _HEADER_KEYS.get(name)
+            if key is None:
+                if len(_HEADER_KEYS) >= MAX_HEADER_KEYS:
+                    _HEADER_KEYS.clear()
+                key = _HEADER_KEYS[name] = name.decode("latin-1").lower()
             if key in headers:
                 if repeated is None:
                     repeated = {}

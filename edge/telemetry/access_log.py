@@ -53,7 +53,9 @@ class AccessLog:
         self._fd = self._open()
         self._timer: asyncio.TimerHandle | None = None
         self._second = -1
-        self._stamp = ""
+        self._stamp = ""  # that second, formatted once
+        self._millisecond = -1
+        self._moment = ""  # the time stamp of that millisecond, formatted once
 
     def _open(self) -> int:
         if not self.path:
@@ -93,10 +95,13 @@ class AccessLog:
         if len(self._lines) >= MAX_PENDING_LINES:
             metrics.ACCESS_LOG_DROPPED.inc()
             return
-        now = time.time()
-        if int(now) != self._second:
-            self._second = int(now)
-            self._stamp = datetime.fromtimestamp(self._second, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+        millisecond = int(time.time() * 1000)
+        if millisecond != self._millisecond:
+            self._millisecond = millisecond
+            if millisecond // 1000 != self._second:
+                self._second = millisecond // 1000
+                self._stamp = f"{datetime.fromtimestamp(self._second, UTC):%Y-%m-%dT%H:%M:%S}"
+            self._moment = f"{self._stamp}.{millisecond % 1000:03d}Z"
         if request is None:  # refused before a request could be read
             seconds = 0.0
             remote, method, target, version = "-", "-", "-", "-"
@@ -110,7 +115,7 @@ class AccessLog:
         if self._json:
             line = json.dumps(
                 {
-                    "time": f"{self._stamp}.{int(now % 1 * 1000):03d}Z",
+                    "time": self._moment,
                     "remote": remote,
                     "method": method,
                     "target": target,
@@ -125,7 +130,7 @@ class AccessLog:
             )
         else:
             line = (
-                f'{self._stamp}.{int(now % 1 * 1000):03d}Z {remote} "{method} {target} '
+                f'{self._moment} {remote} "{method} {target} '
                 f'HTTP/{version}" {status} {body_bytes} {range_} {cache} {seconds:.6f} '
                 f"{content_range}"
             )
