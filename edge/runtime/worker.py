@@ -159,6 +159,7 @@ def run_worker(
 ) -> None:
     """The body of a worker process (or of a one-worker node)."""
     configure_logging()
+    metrics.worker_started()
     app = EdgeApp(
         settings, worker=index, workers=count, control_dir=control_dir, config_path=config_path
     )

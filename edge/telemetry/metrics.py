@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import bisect
 import functools
+import importlib.metadata
 import os
+import platform
 from collections.abc import Callable
 from typing import Any
 
@@ -242,6 +244,19 @@ NEXT_TRACK_HINTS = Counter(
     ["outcome"],
 )
 
+# --- the node itself -------------------------------------------------------------------------
+BUILD_INFO = Gauge(
+    "encore_build_info",
+    "Always 1; its labels say which Encore and Python versions the node runs.",
+    ["version", "python"],
+    multiprocess_mode="max",
+)
+WORKER_STARTS = Counter(
+    "encore_worker_starts",
+    "Edge worker processes started: a rise without a node restart is a worker that died and "
+    "was replaced.",
+)
+
 ACCESS_LOG_DROPPED = Counter(
     "encore_access_log_dropped_lines",
     "Access log lines not written: the buffer was full or the write failed.",
@@ -255,6 +270,19 @@ cache_lookups = counted(CACHE_LOOKUPS)
 fill_waits = counted(FILL_WAITS)
 manifest_lookups = counted(MANIFEST_LOOKUPS)
 next_track_hints = counted(NEXT_TRACK_HINTS)
+
+
+def _version() -> str:
+    try:
+        return importlib.metadata.version("encore")
+    except importlib.metadata.PackageNotFoundError:  # run from a source tree, not installed
+        return "unknown"
+
+
+def worker_started() -> None:
+    """A worker process (or a one-worker node) starts: counted, and the build announced."""
+    BUILD_INFO.labels(_version(), platform.python_version()).set(1)
+    WORKER_STARTS.inc()
 
 
 def _registry() -> CollectorRegistry:
