@@ -19,8 +19,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from edge.cache.fills import StoredObject
+from edge.cache.held import Cut
 from edge.cache.prefetch import Prefetcher
-from edge.cache.store import Cut, SliceStore
+from edge.cache.store import SliceStore
 from edge.http.errors import RangeNotSatisfiable
 from edge.http.protocol import HttpConnection
 from edge.http.ranges import parse_range

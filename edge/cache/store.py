@@ -10,6 +10,11 @@ memory, and missing slices from the fill that is fetching them, which this reque
 committed to memory and, in the background, to disk. A disk slice that fails verification is
 fetched from the origin instead.
 
+:class:`SliceStore`'s bases hold the rest: answers made at once from what the tiers hold now,
+without waiting (:class:`edge.cache.held.HeldSlices`: ``plan_held``, ``plan_read_now``,
+``views_held``, ``held_views``), and the background disk writes, waited for at shutdown
+(:class:`edge.cache.disk_writes.DiskWrites`).
+
 Prefetched slices are tracked until first use, so ``encore_prefetch_used_total`` and
 ``encore_prefetch_wasted_total`` (evicted from memory unread) tell whether prefetch pays.
 """
@@ -17,12 +22,12 @@ Prefetched slices are tracked until first use, so ``encore_prefetch_used_total``
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
 from collections.abc import AsyncGenerator, Callable, Iterator, Mapping, Sequence
 from contextlib import aclosing, contextmanager
 
 from edge.cache.disk import DiskTier
+from edge.cache.disk_writes import DiskWrites
 from edge.cache.fills import (
     Client,
     ClientGone,
@@ -34,6 +39,7 @@ from edge.cache.fills import (
     StoredObject,
     WaitOutcome,
 )
+from edge.cache.held import HeldSlices
 from edge.cache.memory import MemoryTier
 from edge.cache.plan import ReadPlan, Tier
 from edge.cache.slice_files import SliceData
@@ -42,13 +48,7 @@ from edge.http.ranges import ByteRange
 from edge.telemetry import metrics
 from edge.upstream.guard import OriginGuard
 
-log = logging.getLogger(__name__)
-
-MAX_PENDING_DISK_WRITES = 64  # beyond this, freshly fetched slices are not written to disk
 WAIT_MARGIN_S = 1.0  # a waiter outlasts the fetch's own deadline by this much
-_MEMORY_BYTES = metrics.response_bytes(Tier.MEMORY.label)
-_DISK_BYTES = metrics.response_bytes(Tier.DISK.label)
-Cut = tuple[SliceKey, int, int]  # a slice, and the offsets of the bytes wanted in it
 
 __all__ = ["ClientGone", "ReadPlan", "SliceStore", "StoredObject", "Tier"]
 
@@ -62,7 +62,7 @@ class _Wait:
         self.outcome = WaitOutcome.GONE
 
 
-class SliceStore:
+class SliceStore(HeldSlices, DiskWrites):
     def __init__(
         self,
         guard: OriginGuard,
@@ -107,110 +107,6 @@ class SliceStore:
         disk = self.disk
         on_disk = await disk.holding(obj.key, missing) if disk is not None and missing else set()
         return ReadPlan(obj, len(indexes), held, on_disk, keep_fetched=len(ranges) > 1)
-
-    def plan_held(
-        self, obj: StoredObject, ranges: Sequence[ByteRange], *, reading: bool = True
-    ) -> ReadPlan | None:
-        """The plan, made without waiting, when memory holds every slice ``ranges`` cover
-        (each counted as a memory hit); else None, and nothing counted: then
-        :meth:`plan_read_now` or :meth:`plan`."""
-        key, memory = obj.key, self.memory
-        indexes = self._indexes(ranges)
-        for index in indexes:
-            if (key, index) not in memory:
-                return None
-        held = self._pin(key, indexes, reading)
-        return ReadPlan(obj, len(indexes), held, set(), keep_fetched=len(ranges) > 1)
-
-    def plan_read_now(self, obj: StoredObject, ranges: Sequence[ByteRange]) -> ReadPlan | None:
-        """For a ``GET`` whose slices are in memory or on disk in files that can be read at
-        once (``DiskTier.read_now``: verified before, unchanged, in the page cache): the plan,
-        those slices read and promoted to memory, as a hot disk hit needs no thread hop;
-        else None, and nothing counted: then :meth:`plan`."""
-        disk, key, memory = self.disk, obj.key, self.memory
-        if disk is None:
-            return None
-        indexes = self._indexes(ranges)
-        read: dict[int, tuple[bytes, SliceData]] = {}
-        for index in indexes:
-            if (key, index) not in memory:
-                found = disk.read_now(key, index, self._slice_length(obj, index))
-                if found is None:
-                    return None
-                read[index] = found
-        # Memory's slices pinned first: promoting the others may evict them.
-        held = self._pin(key, [index for index in indexes if index not in read], True)
-        memory.count_misses(len(read))
-        for index, (name, data) in read.items():
-            disk.count_hit(name)
-            memory.put((key, index), data)  # a disk hit is hot: promote it
-            held[index] = data
-        return ReadPlan(
-            obj, len(indexes), held, set(), keep_fetched=len(ranges) > 1, from_disk=frozenset(read)
-        )
-
-    def _indexes(self, ranges: Sequence[ByteRange]) -> Sequence[int]:
-        size = self.slice_bytes
-        if len(ranges) == 1:
-            return range(ranges[0].start // size, ranges[0].end // size + 1)
-        wanted: set[int] = set()
-        for r in ranges:
-            wanted.update(range(r.start // size, r.end // size + 1))
-        return sorted(wanted)
-
-    def _pin(self, key: str, indexes: Sequence[int], reading: bool) -> dict[int, SliceData]:
-        """The memory tier's slices ``indexes`` of ``key``, all held (checked just before, with
-        no await since), each counted as a hit."""
-        held: dict[int, SliceData] = {}
-        for index in indexes:
-            data = self.memory.get((key, index))
-            assert data is not None, "a slice checked held went away without an await"
-            held[index] = data
-            if reading and self._prefetched:
-                self._note_use((key, index))
-        return held
-
-    def views_held(self, cuts: Sequence[Cut]) -> list[memoryview] | None:
-        """The bytes of ``cuts`` (slice key, first and end offset in it) if memory holds
-        every slice now, each lookup counted as a hit; else None, and nothing counted."""
-        memory = self.memory
-        if len(cuts) > 1:
-            for key, _, _ in cuts:
-                if key not in memory:
-                    return None
-        views = []
-        length = 0
-        for key, lo, hi in cuts:
-            data = memory.take(key)
-            if data is None:  # (only a lone cut, unchecked above): nothing counted
-                return None
-            if self._prefetched:
-                self._note_use(key)
-            views.append(memoryview(data)[lo:hi])
-            length += hi - lo
-        _MEMORY_BYTES.inc(length)
-        return views
-
-    def held_views(self, plan: ReadPlan, wanted: ByteRange) -> list[memoryview]:
-        """The bytes of ``wanted`` from a plan that holds all its slices (:meth:`plan_held`,
-        :meth:`plan_read_now`), counted by the tier they came from."""
-        size = self.slice_bytes
-        views = []
-        from_disk = 0
-        for index in range(wanted.start // size, wanted.end // size + 1):
-            base = index * size
-            lo, hi = max(wanted.start - base, 0), wanted.end + 1 - base
-            view = memoryview(plan.held[index])[lo:hi]
-            views.append(view)
-            if index in plan.from_disk:
-                from_disk += len(view)
-        _MEMORY_BYTES.inc(wanted.length - from_disk)
-        if from_disk:
-            _DISK_BYTES.inc(from_disk)
-        return views
-
-    def _slice_length(self, obj: StoredObject, index: int) -> int:
-        return min(self.slice_bytes, obj.size - index * self.slice_bytes)
 
     async def _from_disk(self, plan: ReadPlan, index: int) -> SliceData | None:
         assert self.disk is not None  # only slices the disk tier reported are planned there
@@ -424,49 +320,3 @@ class SliceStore:
         if fill.prefetched and not fill.used and key in self.memory:
             self._prefetched.add(key)
         self._store_on_disk(obj, fill.index, data)
-
-    def _store_on_disk(self, obj: StoredObject, index: int, data: bytes) -> None:
-        if self.disk is None:
-            return
-        if len(self._disk_writes) >= MAX_PENDING_DISK_WRITES:
-            metrics.CACHE_REFUSED.labels(Tier.DISK.label).inc()
-            return
-        # In the background: the client's next bytes do not wait for the disk.
-        task = asyncio.create_task(self._write_to_disk(self.disk, obj, index, data))
-        self._disk_writes.add(task)
-        task.add_done_callback(self._disk_writes.discard)
-
-    @staticmethod
-    async def _write_to_disk(disk: DiskTier, obj: StoredObject, index: int, data: bytes) -> None:
-        if await disk.put(obj.key, index, data):
-            # Another worker stored it first: both fetched it from the origin.
-            metrics.ORIGIN_DUPLICATE_FETCHES.inc()
-
-    @property
-    def pending_disk_writes(self) -> int:
-        return len(self._disk_writes)
-
-    async def disk_writes_done(self, timeout_s: float | None = None) -> bool:
-        """Wait until every background disk write started so far, and any started while
-        waiting, has ended; False if ``timeout_s`` ran out first."""
-        loop = asyncio.get_running_loop()
-        deadline = None if timeout_s is None else loop.time() + timeout_s
-        while self._disk_writes:
-            left = None if deadline is None else deadline - loop.time()
-            if left is not None and left <= 0:
-                return False
-            await asyncio.wait(set(self._disk_writes), timeout=left)
-        return True
-
-    async def drain(self, disk_timeout_s: float) -> None:
-        """At shutdown: stop fetches, then give the background disk writes of the slices
-        already fetched up to ``disk_timeout_s`` to land, so a restart finds them on disk."""
-        await self.fills.drain()
-        pending = self.pending_disk_writes
-        if not await self.disk_writes_done(disk_timeout_s):
-            log.warning(
-                "shutting down with %d of %d slice writes unfinished after %g s",
-                self.pending_disk_writes,
-                pending,
-                disk_timeout_s,
-            )

@@ -8,7 +8,8 @@ import asyncio
 import contextlib
 import socket
 
-from edge.http.protocol import Connections, Handler, HttpConnection, Limits, Observer
+from edge.http.protocol import Connections, Handler, HttpConnection, Observer
+from edge.http.request_head import Limits
 from origin.settings import ServerSettings
 
 BACKLOG = 1024

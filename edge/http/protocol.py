@@ -7,6 +7,11 @@ reading pauses when it fills), and the next is taken only once the current respo
 queued and the client has caught up with it. A handler answers either at once (a memory hit:
 no task, no coroutine) or by returning a coroutine, which runs as a task.
 
+:class:`HttpConnection` holds the connection's lifecycle (made, bytes received, lost), the
+queue of requests taking their turn, and the timeouts; its bases read each request head
+(:class:`edge.http.request_head.RequestHead`) and write the responses
+(:class:`edge.http.writer.ResponseWriter`).
+
 The connection's rules (RFC 9112, and what a node on the public internet needs):
 
 - HTTP/1.0 and 1.1 only: ``2.0`` gets ``505``, HTTP/0.9 ``400``. Responses say ``HTTP/1.1``.
@@ -15,7 +20,8 @@ The connection's rules (RFC 9112, and what a node on the public internet needs):
   a body is answered (405, 404) and the connection closed, its body unread.
 - Limits: the request line (``server.max_request_line_bytes``), each header line, name and
   value (``server.max_header_bytes``), the header count (``server.max_headers``), the whole
-  head (:data:`HEAD_SLACK_BYTES` over the request line and one header line).
+  head (:data:`~edge.http.request_head.HEAD_SLACK_BYTES` over the request line and one
+  header line).
 - Timeouts: ``server.idle_timeout_s`` between requests; ``server.request_head_timeout_s``
   for a head once begun (a slowloris client gets ``408`` and is closed); the send timeout
   (``server.send_timeout_s``, see ``edge.http.writer``): a client that stops reading is reset.
@@ -28,29 +34,26 @@ The connection's rules (RFC 9112, and what a node on the public internet needs):
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 import socket
-import time
 from collections import deque
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass
 from typing import Any, Protocol, cast
 
 import httptools
 
 from edge.http.request import Request
+from edge.http.request_head import (
+    HEAD_SLACK_BYTES,
+    Limits,
+    Refusal,
+    RequestHead,
+    parse_refusal,
+    too_large,
+)
 from edge.http.writer import QUEUE_HIGH_BYTES, QUEUE_LOW_BYTES, ResponseWriter
 
 log = logging.getLogger("edge.http")
-
-HEAD_SLACK_BYTES = 32 * 1024  # a whole head may exceed one line of each limit by this much
-MAX_PIPELINED = 16  # parsed requests waiting their turn before reading pauses
-_BODYLESS = frozenset({"GET", "HEAD"})
-# Header names as sent -> lower-case str: clients send the same few names in every request.
-# Bounded: all forgotten when it fills up (a client inventing names gains nothing).
-_HEADER_KEYS: dict[bytes, str] = {}
-MAX_HEADER_KEYS = 1024
 
 Handler = Callable[[Request, "HttpConnection"], Coroutine[Any, Any, None] | None]
 
@@ -61,31 +64,6 @@ class Observer(Protocol):
     def answered(self, request: Request | None, status: int, outcome: str, body_bytes: int) -> None:
         """``status`` as sent (0: none was); ``outcome``: the status, or ``client_closed``
         (the client left) or ``aborted`` (the edge cut a body it could not complete)."""
-
-
-@dataclass(frozen=True, slots=True)
-class Limits:
-    max_request_line: int
-    max_header_line: int
-    max_headers: int
-    idle_timeout_s: float
-    head_timeout_s: float
-    send_timeout_s: float
-    send_buffer_bytes: int
-
-
-@dataclass(frozen=True, slots=True)
-class Refusal:
-    """A request refused before it reaches a handler."""
-
-    status: int
-    code: str
-    message: str
-    head_only: bool = False  # refusing a HEAD: no body
-
-
-class _Refused(Exception):
-    """Raised inside a parser callback to stop parsing; the refusal is on the connection."""
 
 
 class Connections:
@@ -106,7 +84,7 @@ class Connections:
             self.none.set()
 
 
-class HttpConnection(ResponseWriter, asyncio.Protocol):
+class HttpConnection(RequestHead, ResponseWriter, asyncio.Protocol):
     """See the module docstring. Also the ``Client`` a slice fill writes to directly."""
 
     def __init__(
@@ -132,12 +110,7 @@ class HttpConnection(ResponseWriter, asyncio.Protocol):
         self._reading = True
         self._stop_parsing = False  # a refusal or a body we will not read: take no more bytes
         self._close_after = False  # close once the current response is out
-        # The request being parsed.
-        self._url = bytearray()
-        self._raw_headers: list[tuple[bytes, bytes]] = []  # as parsed, read at the head's end
-        self._head_bytes = 0
-        self._in_head = False
-        self._refusal: Refusal | None = None
+        RequestHead.__init__(self)
         self._after_drain = False  # take the next request once the client catches up
         ResponseWriter.__init__(self, loop, limits.send_timeout_s)
         self._idle: asyncio.TimerHandle | None = None
@@ -179,7 +152,7 @@ class HttpConnection(ResponseWriter, asyncio.Protocol):
                 self._head_bytes
                 > limits.max_request_line + limits.max_header_line + HEAD_SLACK_BYTES
             ):
-                self._refuse_parsing(_too_large("the request head is over this edge's limit"))
+                self._refuse_parsing(too_large("the request head is over this edge's limit"))
                 self._pump()
                 return
         try:
@@ -188,7 +161,7 @@ class HttpConnection(ResponseWriter, asyncio.Protocol):
             self._stop_parsing = True  # no protocol switch here: answer, then close
             self._close_after = True
         except (httptools.HttpParserCallbackError, httptools.HttpParserError) as exc:
-            refusal = self._refusal or _parse_refusal(exc)
+            refusal = self._refusal or parse_refusal(exc)
             self._refuse_parsing(refusal, exc)
         else:
             # A request line without a version is HTTP/0.9, after which llhttp waits for
@@ -227,116 +200,6 @@ class HttpConnection(ResponseWriter, asyncio.Protocol):
     def cut(self) -> None:
         if self._transport is not None:
             self._transport.abort()
-
-    # --- parser callbacks (httptools) ------------------------------------------------------
-
-    def on_message_begin(self) -> None:
-        self._in_head = True
-        self._url.clear()
-        self._raw_headers = []
-        self._refusal = None
-        self._head_since = self._loop.time()
-        if self._head_timer is None:
-            self._head_timer = self._loop.call_later(self._limits.head_timeout_s, self._head_late)
-
-    def on_url(self, url: bytes) -> None:
-        self._url += url
-        # The whole line: method, target, version ("HTTP/1.1") and the two spaces.
-        if len(self._url) + len(self._parser.get_method()) + 10 > self._limits.max_request_line:
-            self._refusal = _too_large(
-                f"the request line is over {self._limits.max_request_line} bytes"
-            )
-            raise _Refused
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        raw = self._raw_headers
-        raw.append((name, value))
-        if len(raw) > self._limits.max_headers:
-            self._refusal = _too_large("the request has more headers than this edge takes")
-            raise _Refused
-
-    def _decoded_headers(self) -> tuple[dict[str, str], dict[str, list[str]] | None]:
-        """The head's headers by lower-case name (the first value of each), and every value
-        of those sent more than once."""
-        headers: dict[str, str] = {}
-        repeated: dict[str, list[str]] | None = None
-        max_line = self._limits.max_header_line
-        for name, value in self._raw_headers:
-            if len(name) + len(value) + 2 > max_line:
-                self._refusal = _too_large(f"a header line is over {max_line} bytes")
-                raise _Refused
-            key = _HEADER_KEYS.get(name)
-            if key is None:
-                if len(_HEADER_KEYS) >= MAX_HEADER_KEYS:
-                    _HEADER_KEYS.clear()
-                key = _HEADER_KEYS[name] = name.decode("latin-1").lower()
-            if key in headers:
-                if repeated is None:
-                    repeated = {}
-                repeated.setdefault(key, [headers[key]]).append(value.decode("latin-1"))
-            else:
-                headers[key] = value.decode("latin-1")
-        return headers, repeated
-
-    def on_headers_complete(self) -> None:
-        try:
-            self._take_head()
-        except _Refused:
-            if self._refusal is not None and self._parser.get_method() == b"HEAD":
-                self._refusal = dataclasses.replace(self._refusal, head_only=True)
-            raise
-
-    def _take_head(self) -> None:
-        self._in_head = False
-        self._head_bytes = 0  # (the head timer, if any, finds no head when it fires)
-        parser = self._parser
-        version = parser.get_http_version()
-        if version not in ("1.1", "1.0"):
-            if version.startswith("0"):
-                self._refusal = Refusal(
-                    400, "malformed_request", "HTTP/0.9 requests are not served"
-                )
-            else:
-                self._refusal = Refusal(
-                    505, "http_version_not_supported", "this edge speaks HTTP/1.1 (and 1.0)"
-                )
-            raise _Refused
-        method = parser.get_method().decode("ascii")
-        headers, repeated = self._decoded_headers()
-        # RFC 9112 3.2: an HTTP/1.1 request has exactly one Host (a 1.0 one may have none).
-        repeated_host = repeated is not None and "host" in repeated
-        if repeated_host or (version == "1.1" and "host" not in headers):
-            self._refusal = Refusal(400, "malformed_request", "send exactly one Host header")
-            raise _Refused
-        has_body = "transfer-encoding" in headers or headers.get("content-length", "0") != "0"
-        if has_body and method in _BODYLESS:
-            self._refusal = Refusal(
-                400, "request_body_not_allowed", f"a {method} request carries no body"
-            )
-            raise _Refused
-        expect = headers.get("expect")
-        if expect is not None and expect.lower() != "100-continue":
-            self._refusal = Refusal(
-                417, "expectation_failed", "the only expectation this edge meets is 100-continue"
-            )
-            raise _Refused
-        keep_alive = parser.should_keep_alive() and not has_body
-        if has_body:  # its body is not read: answer, then close
-            self._stop_parsing = True
-        request = Request(
-            method,
-            _origin_form(self._url.decode("latin-1")),
-            version=version,
-            headers=headers,
-            repeated=repeated,
-            remote=self.remote,
-            keep_alive=keep_alive,
-            started=time.perf_counter(),
-        )
-        self._queue.append(request)
-        if len(self._queue) >= MAX_PIPELINED and self._transport is not None:
-            self._transport.pause_reading()
-            self._reading = False
 
     # --- taking requests in turn ---------------------------------------------------------
 
@@ -448,33 +311,3 @@ class HttpConnection(ResponseWriter, asyncio.Protocol):
             self._after_drain = True  # no next request before the client has caught up
             return
         self._pump()
-
-
-def _too_large(message: str) -> Refusal:
-    return Refusal(400, "request_too_large", message)
-
-
-_REQUEST_LINE_FAULTS = ("method", "version", "url", "request line", "expected http/")
-
-
-def _parse_refusal(exc: BaseException) -> Refusal:
-    fault = str(exc).lower()
-    if isinstance(exc, httptools.HttpParserInvalidMethodError) or any(
-        word in fault for word in _REQUEST_LINE_FAULTS
-    ):
-        return Refusal(400, "malformed_request", "the request line is not valid HTTP/1.1")
-    return Refusal(400, "malformed_request", "the request is not valid HTTP/1.1")
-
-
-def _origin_form(target: str) -> str:
-    """An absolute-form target (``http://host/path``) as the origin-form ``/path``, without
-    a fragment (which a client should not send)."""
-    if "#" in target:
-        target = target.split("#", 1)[0]
-    if target.startswith("/"):
-        return target
-    lowered = target[:8].lower()
-    if lowered.startswith(("http://", "https://")):
-        slash = target.find("/", target.index("//") + 2)
-        return target[slash:] if slash >= 0 else "/"
-    return target  # "*" or garbage: no route matches it

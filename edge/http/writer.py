@@ -3,8 +3,9 @@ as fast as the client takes them, continued from ``resume_writing``, without a c
 streamed bodies whose head leaves with their first bytes, flow control with a bound on what
 one connection queues, and the send timeout that resets a client that stops reading.
 
-:class:`edge.http.protocol.HttpConnection` is the reading half and the whole connection; this
-class holds the state and calls it back through ``_done`` after every answer.
+:class:`edge.http.request_head.RequestHead` is the reading half and
+:class:`edge.http.protocol.HttpConnection` the whole connection; this class holds the state and
+calls it back through ``_done`` after every answer.
 """
 
 from __future__ import annotations

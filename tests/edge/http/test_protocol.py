@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from edge.http import protocol
+from edge.http import request_head
 from tests.conftest import TEST_SLICE_BYTES, Catalog, S3Target, make_settings
 from tests.support.edge_server import EdgeServer
 
@@ -137,14 +137,14 @@ def test_keep_alive_serves_requests_one_after_another(wire: Wire, audio: tuple[s
 def test_header_names_are_read_in_any_case_while_their_memo_stays_bounded(
     wire: Wire, audio: tuple[str, bytes], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(protocol, "MAX_HEADER_KEYS", 4)
+    monkeypatch.setattr(request_head, "MAX_HEADER_KEYS", 4)
     path, data = audio
     for number, name in enumerate(["Range", "RANGE", "range", "rAnGe", "Range"]):
         noise = [f"X-Noise-{number}-{other}: 1" for other in range(3)]  # fills the memo
         wire.send(get(path, *noise, f"{name}: bytes=10-19"))
         answer = wire.answer()
         assert (answer.status, answer.body) == (206, data[10:20])
-        assert len(protocol._HEADER_KEYS) <= 4
+        assert len(request_head._HEADER_KEYS) <= 4
 
 
 def test_pipelined_requests_are_answered_in_order(wire: Wire, audio: tuple[str, bytes]) -> None:
