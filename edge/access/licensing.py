@@ -50,6 +50,10 @@ class LicenceGate:
     def __init__(self, labelled_regions: Iterable[str]) -> None:
         self._labelled = frozenset(labelled_regions)
 
+    def metric_region(self, region: str) -> str:
+        """The ``region`` metric label of a client region: itself if the config names it."""
+        return region if region in self._labelled else OTHER_REGION
+
     def enforce(
         self, track_id: str, licence: License | None, region: str, now: datetime | None = None
     ) -> None:
@@ -78,8 +82,7 @@ class LicenceGate:
             self._refuse(track_id, region, Denial(known[0]))
 
     def _refuse(self, track_id: str, region: str, denial: Denial) -> None:
-        label = region if region in self._labelled else OTHER_REGION
-        metrics.LICENSE_DENIALS.labels(denial.value, label).inc()
+        metrics.LICENSE_DENIALS.labels(denial.value, self.metric_region(region)).inc()
         raise NotLicensed(
             _MESSAGES[denial].format(track=track_id, region=region), reason=denial.value
         )

@@ -64,6 +64,11 @@ class SignatureCheck:
     def required(self) -> bool:
         return bool(self.keys)
 
+    @property
+    def remembered(self) -> int:
+        """How many verified URLs the memo holds (one per URL, however many its requests)."""
+        return len(self._verified)
+
     def verify(
         self, path: str, query: MultiMapping[str], region: str, now: float | None = None
     ) -> None:

@@ -64,18 +64,18 @@ class HotHits:
         head: RenditionHead,
         range_header: str | None,
         signed: bool,
-    ) -> bool:
-        """Answer a checked, unconditional ``GET`` from memory; False (nothing sent, nothing
-        counted) if it needs the general path."""
+    ) -> HotAnswer | None:
+        """Answer a checked, unconditional ``GET`` from memory: the answer sent, or None
+        (nothing sent, nothing counted) if it needs the general path."""
         answer = self._answers.get((head.rendition.key, range_header))
         if answer is None or answer.head is not head:
             answer = self._work_out(head, range_header)
             if answer is None:
-                return False
+                return None
         store = self._store
         views = store.views_held(answer.cuts)
         if views is None:
-            return False
+            return None
         request.cache_status = "HIT"
         request.content_range = answer.content_range
         removals = store.memory.removals
@@ -86,7 +86,7 @@ class HotHits:
         conn.respond_views(request, answer.status, answer.blocks[signed], views, answer.length)
         if conn.first_byte_at is not None:
             _TTFB_HIT.observe(conn.first_byte_at - request.started)
-        return True
+        return answer
 
     def _work_out(self, head: RenditionHead, range_header: str | None) -> HotAnswer | None:
         size = head.rendition.size

@@ -45,6 +45,7 @@ def _answer(
     services.access.licences.enforce_remembered(
         track_id, manifest.license, region, loaded.decisions
     )
+    services.players.read(request, region)  # players send CMCD with manifests too
     etag = loaded.view_etag
     block = header_block(
         {

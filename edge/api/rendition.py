@@ -5,7 +5,10 @@ A hit is answered without a task or a coroutine: the manifest is fresh in memory
 licence decision remembered, the head's static part rendered when the manifest loaded, the
 slices pinned from memory, and the response written in one vectored write; an unconditional
 GET of one range whose answer is known goes through ``edge.api.hot_hits``. Anything that
-must wait (a manifest load, a disk read, an origin fetch) continues as a coroutine.
+must wait (a manifest load, a disk read, an origin fetch) continues as a coroutine. A player's
+CMCD report (``edge.telemetry.cmcd``) is counted once the checks have passed, whichever way
+the request is answered, and its prefetch hints act after the look-ahead
+(``edge.cache.player_hints``).
 """
 
 from __future__ import annotations
@@ -27,6 +30,8 @@ from edge.http.ranges import ByteRange, parse_range
 from edge.http.request import Request
 from edge.http.writer import ClientGone
 from edge.telemetry import metrics
+from edge.telemetry.cmcd import HEADER_SET as CMCD_HEADERS
+from edge.telemetry.cmcd import CmcdReport
 from edge.upstream.client_view import LoadedManifest, RenditionHead
 
 log = logging.getLogger(__name__)
@@ -34,6 +39,8 @@ log = logging.getLogger(__name__)
 _NEXT_TRACK = NEXT_TRACK_HEADER.lower()
 # Headers a hot hit (edge.api.hot_hits) leaves to the general path.
 _GENERAL_ONLY = CONDITIONALS | {"if-range", _NEXT_TRACK}
+# Headers that ask for more than a plain hit: those, and CMCD's.
+_NOT_PLAIN = _GENERAL_ONLY | CMCD_HEADERS
 Pending = Coroutine[Any, Any, None] | None
 
 
@@ -78,12 +85,26 @@ def _serve(
     block = head.signed_block if signed else head.unsigned_block
     headers = request.headers
     published = manifest.published_at
-    # Most requests send no conditional: evaluated only when one is there.
-    if _GENERAL_ONLY.isdisjoint(headers):
-        if request.method == "GET" and services.hot.serve(
-            request, conn, head, headers.get("range"), signed
-        ):
-            return None
+    # Most requests send no conditional, no hint and no CMCD: one check says so.
+    plain = _NOT_PLAIN.isdisjoint(headers)
+    report = None
+    if not plain or request.cmcd is not None:
+        report = services.players.read(request, region)
+        plain = _GENERAL_ONLY.isdisjoint(headers)
+    if plain:
+        if request.method == "GET":
+            answer = services.hot.serve(request, conn, head, headers.get("range"), signed)
+            if answer is not None:
+                if report is not None:
+                    services.player_hints.consider(
+                        report,
+                        request.raw_path,
+                        conn.state,
+                        region=region,
+                        playing=head.rendition,
+                        last_read=answer.last_index,
+                    )
+                return None
     elif not CONDITIONALS.isdisjoint(headers) and (
         preconditions.evaluate(headers, head.etag, published) is Outcome.NOT_MODIFIED
     ):
@@ -95,6 +116,7 @@ def _serve(
     if header is not None and preconditions.range_applies(headers, head.etag, published):
         ranges = parse_range(header, size)
     reply = _Reply(services, request, conn, head, block=block, region=region, ranges=ranges)
+    reply.report = report
     store, reading = services.slices, request.method != "HEAD"
     plan = store.plan_held(reply.obj, reply.parts, reading=reading)
     if plan is None and reading:
@@ -107,7 +129,18 @@ def _serve(
 class _Reply:
     """One answer with a rendition's bytes, once its checks have passed."""
 
-    __slots__ = ("block", "conn", "head", "obj", "parts", "ranges", "region", "request", "services")
+    __slots__ = (
+        "block",
+        "conn",
+        "head",
+        "obj",
+        "parts",
+        "ranges",
+        "region",
+        "report",
+        "request",
+        "services",
+    )
 
     def __init__(
         self,
@@ -126,6 +159,7 @@ class _Reply:
         self.obj = StoredObject(head.rendition.key, size)
         self.ranges = ranges
         self.parts = ([ByteRange(0, size - 1)] if size else []) if ranges is None else ranges
+        self.report: CmcdReport | None = None  # the player's CMCD, if it sent any
 
     async def plan_then_send(self) -> None:
         reading = self.request.method != "HEAD"
@@ -186,10 +220,19 @@ class _Reply:
         services.prefetcher.after_read(
             self.obj, last_index, services.settings.cache.prefetch_slices
         )
+        playing = self.head.rendition
         hint = self.request.headers.get(_NEXT_TRACK)
         if hint is not None:
-            playing = self.head.rendition
             services.hints.consider(hint, self.conn.state, region=self.region, playing=playing)
+        if self.report is not None:
+            services.player_hints.consider(
+                self.report,
+                self.request.raw_path,
+                self.conn.state,
+                region=self.region,
+                playing=playing,
+                last_read=last_index,
+            )
 
     async def _stream(
         self,

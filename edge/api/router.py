@@ -19,6 +19,7 @@ from edge.http.errors import BadRequest, EncoreError, status_of
 from edge.http.protocol import HttpConnection
 from edge.http.request import Request
 from edge.http.response import JSON, error_body, header_block
+from edge.telemetry.player_reports import note_session
 from origin import layout
 
 log = logging.getLogger(__name__)
@@ -126,6 +127,7 @@ async def _answering_errors(request: Request, conn: HttpConnection, pending: Pen
 
 
 def answer_error(request: Request, conn: HttpConnection, exc: EncoreError) -> None:
+    note_session(request)  # a failing player session is worth following in the log
     block = b"Content-Type: %s\r\n%s" % (JSON.encode(), header_block(exc.headers))
     conn.respond(request, status_of(exc), block, error_body(exc.code, exc.message, exc.details()))
 

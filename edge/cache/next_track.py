@@ -144,17 +144,19 @@ class NextTrackHints:
         playing: Rendition,
     ) -> Outcome:
         """Queue the warm a hint asks for, if it may have it; what became of it."""
-        outcome = self._decide(value, connection_state, region, playing)
+        outcome = self.decide(value, connection_state, region=region, playing=playing)
         metrics.next_track_hints(outcome.value).inc()
         return outcome
 
-    def _decide(  # noqa: PLR0911 - one return per outcome
+    def decide(  # noqa: PLR0911 - one return per outcome
         self,
         value: str,
         connection_state: dict[str, object] | None,
+        *,
         region: str,
         playing: Rendition,
     ) -> Outcome:
+        """As :meth:`consider`, uncounted (CMCD's ``nor`` counts its own outcomes)."""
         if self._slices <= 0 or connection_state is None:
             return Outcome.OFF
         budget = connection_state.get(_STATE)

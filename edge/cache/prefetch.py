@@ -1,7 +1,8 @@
 """Prefetch: fetching slices before anyone asks, on a budget of its own.
 
-Three sources feed it: sequential look-ahead (a read of slices a..b of a rendition queues
-b+1..b+k), the next-track hint (``X-Encore-Next``) and warming (``POST /admin/warm``). Jobs
+Four sources feed it: sequential look-ahead (a read of slices a..b of a rendition queues
+b+1..b+k), the next-track hint (``X-Encore-Next``, and CMCD's ``nor``), CMCD's next-range hint
+(``nrr``, ``edge.cache.player_hints``) and warming (``POST /admin/warm``). Jobs
 wait in a bounded queue and ``cache.prefetch_concurrency`` workers run them, so prefetch never
 holds more than that many origin fetches, and a demand fetch never waits behind it: demand
 starts its own fetch, or joins the prefetch already fetching that slice and reads it as it
@@ -31,6 +32,7 @@ Job = Callable[[], Awaitable[object]]
 class PrefetchReason(enum.Enum):
     SEQUENTIAL = "sequential"
     NEXT_TRACK = "next_track"
+    NEXT_RANGE = "next_range"
     WARM = "warm"
 
 
@@ -112,6 +114,11 @@ class Prefetcher:
             return True  # the usual case on hot content: nothing to queue
         self.submit(lambda: self.fetch(obj, first, first + count - 1, PrefetchReason.SEQUENTIAL))
         return False
+
+    def missing(self, key: str, indexes: range) -> list[int]:
+        """The slices of ``indexes`` (of the object ``key``) that memory does not hold."""
+        memory = self._store.memory
+        return [index for index in indexes if (key, index) not in memory]
 
     async def fetch(self, obj: StoredObject, first: int, last: int, reason: PrefetchReason) -> int:
         """Fetch what is missing of slices ``first..last`` and wait for it; how many slices

@@ -12,6 +12,8 @@ class Request:
 
     __slots__ = (
         "cache_status",
+        "cmcd",
+        "cmcd_sid",
         "content_range",
         "headers",
         "keep_alive",
@@ -41,7 +43,13 @@ class Request:
     ) -> None:
         self.method = method
         self.target = target  # origin-form: path and query, as sent (absolute-form reduced)
-        raw_path, _, self.query_string = target.partition("?")
+        raw_path, _, query = target.partition("?")
+        # CMCD (edge.telemetry.cmcd) changes with every request: taken out of the query here,
+        # once, so what reads the query (the signed-URL memo) sees the same URL each time.
+        self.cmcd: str | None = None  # the CMCD argument's value as sent (URL-encoded)
+        if "CMCD=" in query:
+            query, self.cmcd = _without_cmcd(query)
+        self.query_string = query  # without the CMCD argument
         self.raw_path = raw_path
         self.path = unquote(raw_path) if "%" in raw_path else raw_path  # decoded once
         self.version = version  # "1.1" or "1.0"
@@ -54,6 +62,7 @@ class Request:
         self.route = "unmatched"
         self.cache_status = "-"
         self.content_range = "-"
+        self.cmcd_sid: str | None = None  # the CMCD session id, once read
 
     def getall(self, name: str) -> list[str]:
         """Every value of header ``name`` (lower-case), in the order sent."""
@@ -61,3 +70,16 @@ class Request:
             return self.repeated[name]
         value = self.headers.get(name)
         return [] if value is None else [value]
+
+
+def _without_cmcd(query: str) -> tuple[str, str | None]:
+    """``query`` without its ``CMCD`` arguments, and their values (several are joined into
+    one list, whose repeated keys the CMCD parser then counts)."""
+    kept: list[str] = []
+    values: list[str] = []
+    for argument in query.split("&"):
+        if argument.startswith("CMCD="):
+            values.append(argument[5:])
+        else:
+            kept.append(argument)
+    return "&".join(kept), "%2C".join(values) if values else None

@@ -23,9 +23,11 @@ from edge.api.router import PublicApi
 from edge.api.services import Services
 from edge.cache.disk import DiskTier
 from edge.cache.next_track import NextTrackHints
+from edge.cache.player_hints import PlayerHints
 from edge.cache.prefetch import Prefetcher
 from edge.cache.store import SliceStore
 from edge.runtime.context import WorkerContext
+from edge.telemetry.player_reports import PlayerReports
 from edge.upstream.breaker import CircuitBreaker
 from edge.upstream.bucket import Origin
 from edge.upstream.guard import OriginGuard
@@ -136,7 +138,17 @@ class EdgeApp:
             self.access, manifests, prefetcher, slices=cache.next_track_slices, clock=clock
         )
         hot = HotHits(store, prefetcher, cache.prefetch_slices)
-        self._services = Services(settings, self.access, manifests, store, prefetcher, hints, hot)
+        self._services = Services(
+            settings,
+            self.access,
+            manifests,
+            store,
+            prefetcher,
+            hints,
+            hot,
+            PlayerReports(self.access.licences.metric_region),
+            PlayerHints(hints, prefetcher, look_ahead=cache.prefetch_slices),
+        )
         context = WorkerContext(
             settings,
             manifests,

@@ -1,1 +1,2 @@
-"""What the node reports about itself: Prometheus metrics and the access log."""
+"""What the node reports about itself (Prometheus metrics and the access log), and what players
+report to it (CMCD)."""

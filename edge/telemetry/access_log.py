@@ -8,6 +8,10 @@ workers share it: each flush is one ``O_APPEND`` write), or empty for stderr. SI
 every worker reopen the file, as nginx does, so logrotate can move it away.
 
 A signed URL's ``sig`` is blanked (the path and ``kid`` stay): signatures never reach a log.
+A ``CMCD`` argument (``edge.telemetry.cmcd``) is logged last in the query, with any signature
+URL-encoded inside it (a ``nor`` may carry one) blanked too; the player's CMCD session id is a
+field of its own (``-`` when there is none), before ``Content-Range``, which stays last for
+``encore-edge simulate``.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import os
 import re
 import time
 from datetime import UTC, datetime
+from urllib.parse import quote
 
 from edge.http.request import Request
 from edge.telemetry import metrics
@@ -29,7 +34,10 @@ log = logging.getLogger(__name__)
 FLUSH_S = 0.1
 MAX_PENDING_LINES = 100_000  # past this (a stalled disk), lines are dropped and counted
 _SIG = re.compile(r"(?<=[?&])sig=[^&]*")
+# In a CMCD list: "sig=" URL-encoded once or more (dash.js encodes nor, then the whole list).
+_NESTED_SIG = re.compile(r"(sig(?:=|%(?:25)*3[Dd]))[^&%]*")
 FORMATS = ("text", "json")
+MAX_SID_CHARS = 64  # CTA-5004's bound; the parser holds to it, the log does not rely on that
 
 
 @functools.lru_cache(maxsize=1024)
@@ -39,8 +47,29 @@ def _blanked(target: str) -> str:
 
 
 def _target(request: Request) -> str:
+    if request.cmcd is not None:
+        return _target_with_cmcd(request, request.cmcd)
     target = request.target
     return _blanked(target) if "sig=" in target else target
+
+
+def _target_with_cmcd(request: Request, cmcd: str) -> str:
+    """The target with its CMCD argument last: the rest is the same in each of a player's
+    requests (its blanking memoised), the CMCD list new every time."""
+    query = request.query_string
+    target = f"{request.raw_path}?{query}" if query else request.raw_path
+    if "sig=" in target:
+        target = _blanked(target)
+    if "sig" in cmcd:
+        cmcd = _NESTED_SIG.sub(r"\1-", cmcd)
+    return f"{target}{'&' if query else '?'}CMCD={cmcd}"
+
+
+@functools.lru_cache(maxsize=4096)  # a player sends its session id with every request
+def _text_sid(sid: str) -> str:
+    """A session id as one field of a text line: no blank, quote or control character; a
+    lone "-" (which says "none") encoded too."""
+    return quote(sid[:MAX_SID_CHARS], safe="!#$&'()*+,/:;=?@[]^`{|}~") if sid != "-" else "%2D"
 
 
 class AccessLog:
@@ -106,12 +135,14 @@ class AccessLog:
             seconds = 0.0
             remote, method, target, version = "-", "-", "-", "-"
             range_, cache, content_range = "-", "-", "-"
+            sid = None
         else:
             seconds = time.perf_counter() - request.started
             remote, method, target = request.remote or "-", request.method, _target(request)
             version = request.version
             range_ = request.headers.get("range", "-")
             cache, content_range = request.cache_status, request.content_range
+            sid = request.cmcd_sid
         if self._json:
             line = json.dumps(
                 {
@@ -125,6 +156,7 @@ class AccessLog:
                     "range": range_,
                     "cache": cache,
                     "seconds": round(seconds, 6),
+                    "sid": "-" if sid is None else sid[:MAX_SID_CHARS],
                     "content_range": content_range,
                 }
             )
@@ -132,7 +164,7 @@ class AccessLog:
             line = (
                 f'{self._moment} {remote} "{method} {target} '
                 f'HTTP/{version}" {status} {body_bytes} {range_} {cache} {seconds:.6f} '
-                f"{content_range}"
+                f"{'-' if sid is None else _text_sid(sid)} {content_range}"
             )
         self._lines.append(line)
 

@@ -244,6 +244,54 @@ NEXT_TRACK_HINTS = Counter(
     ["outcome"],
 )
 
+# --- what players report (CMCD, edge.telemetry.cmcd) -------------------------------------------
+# Counted for requests that passed the signature and licence checks, by the client's region
+# as encore_license_denials_total names it (a region the config names, else "other").
+_REGION = ["client_region"]
+PLAYER_CMCD_REQUESTS = Counter(
+    "encore_player_cmcd_requests", "Requests that carried CMCD (query or headers).", _REGION
+)
+PLAYER_CMCD_MALFORMED = Counter(
+    "encore_player_cmcd_malformed",
+    "Requests whose CMCD had parts ignored, by reason: too_long, syntax, wrong_type, "
+    "out_of_range, duplicate (each reason once per request).",
+    [*_REGION, "reason"],
+)
+PLAYER_STALLS = Counter(
+    "encore_player_stall_requests",
+    "Requests whose player said its buffer ran dry since its last request (CMCD bs).",
+    _REGION,
+)
+PLAYER_STARTUPS = Counter(
+    "encore_player_startup_requests",
+    "Requests a player needs urgently: startup, seek or recovery from a stall (CMCD su).",
+    _REGION,
+)
+PLAYER_BUFFER = Histogram(
+    "encore_player_buffer_length_seconds",
+    "The player's buffer when it sent the request (CMCD bl).",
+    _REGION,
+    buckets=(0.5, 1, 2, 4, 6, 8, 10, 15, 20, 30, 45, 60, 120),
+)
+PLAYER_THROUGHPUT = Histogram(
+    "encore_player_measured_throughput_kbps",
+    "The throughput the player measured, kbit/s (CMCD mtp).",
+    _REGION,
+    buckets=(64, 128, 256, 512, 1000, 2000, 5000, 10_000, 25_000, 50_000, 100_000),
+)
+PLAYER_BITRATE = Histogram(
+    "encore_player_requested_bitrate_kbps",
+    "The encoded bitrate of what the player asked for, kbit/s (CMCD br); buckets at rungs.",
+    _REGION,
+    buckets=(32, 48, 64, 96, 128, 160, 192, 256, 320, 510),
+)
+PLAYER_HINTS = Counter(
+    "encore_player_hints",
+    "CMCD prefetch hints, by hint (nrr: a range of the rendition being read; nor: another "
+    "rendition, taken as a next-track hint) and outcome.",
+    ["hint", "outcome"],
+)
+
 # --- the node itself -------------------------------------------------------------------------
 BUILD_INFO = Gauge(
     "encore_build_info",
@@ -270,6 +318,14 @@ cache_lookups = counted(CACHE_LOOKUPS)
 fill_waits = counted(FILL_WAITS)
 manifest_lookups = counted(MANIFEST_LOOKUPS)
 next_track_hints = counted(NEXT_TRACK_HINTS)
+player_cmcd_requests = counted(PLAYER_CMCD_REQUESTS)
+player_cmcd_malformed = counted(PLAYER_CMCD_MALFORMED)
+player_stalls = counted(PLAYER_STALLS)
+player_startups = counted(PLAYER_STARTUPS)
+player_buffer = observed(PLAYER_BUFFER)
+player_throughput = observed(PLAYER_THROUGHPUT)
+player_bitrate = observed(PLAYER_BITRATE)
+player_hints = counted(PLAYER_HINTS)
 
 
 def _version() -> str:

@@ -1,8 +1,9 @@
 """Hostile input: fuzzed paths, query strings, Range, date and other header values
 (hypothesis), oversized request lines and headers, hint floods, deeply nested admin bodies,
-and slow clients: those that send slowly and those that read slowly. Every answer is a
-well-formed 4xx (or a 2xx/3xx where the request is in fact fine): never a 5xx, never a
-traceback or an ERROR log line, and never an origin request for an id that is not valid.
+CMCD reports (query and headers), and slow clients: those that send slowly and those that
+read slowly. Every answer is a well-formed 4xx (or a 2xx/3xx where the request is in fact
+fine): never a 5xx, never a traceback or an ERROR log line, and never an origin request for
+an id that is not valid.
 (tests/edge/http/test_server.py and test_protocol.py have the listener's own cases: parser
 errors, HTTP versions, clients that stop reading; tests/edge/cache/test_next_track.py the
 hint's rules.)"""
@@ -140,6 +141,10 @@ HEADER_NAMES = [
     b"If-Match",
     b"X-Client-Region",
     b"X-Encore-Next",
+    b"CMCD-Request",
+    b"CMCD-Object",
+    b"CMCD-Status",
+    b"CMCD-Session",
     b"Authorization",
     b"Accept-Encoding",
 ]
@@ -151,6 +156,13 @@ queries = st.one_of(
         st.one_of(st.integers(-(10**30), 10**30).map(str), st.text(max_size=10).map(quote)),
         st.sampled_from(["k1", "k2", "", "%00", "k1&kid=k1"]),
         st.text(max_size=50).map(quote),
+    ),
+    # CMCD as players send it (URL-encoded), mangled, or raw.
+    st.text(st.characters(min_codepoint=0x20, max_codepoint=0x7E), max_size=120).map(
+        lambda text: "CMCD=" + quote(text, safe="")
+    ),
+    st.text(st.characters(min_codepoint=0x21, max_codepoint=0x7E), max_size=80).map(
+        lambda text: "exp=1&CMCD=" + text.replace("&", "")
     ),
 )
 

@@ -42,7 +42,8 @@ def test_text_lines_replay_as_a_trace_and_never_carry_a_signature(tmp_path: Path
     assert len(lines) == 2
     assert "SECRET" not in lines[0]
     assert '"GET /v1/tracks/t1/160?exp=9&kid=k1&sig=- HTTP/1.1" 206 10 bytes=0-9 HIT' in lines[0]
-    assert lines[1].endswith(' - "- - HTTP/-" 400 78 - - 0.000000 -')
+    # ... seconds, the CMCD session id ("-": none), and Content-Range last.
+    assert lines[1].endswith(' - "- - HTTP/-" 400 78 - - 0.000000 - -')
     trace = parse_trace(lines)
     assert (trace.offsets[0], trace.lengths[0], trace.sizes[0]) == (0, 10, 100)
 
@@ -110,3 +111,59 @@ def test_a_full_buffer_drops_lines_and_counts_them(
 def test_an_unknown_format_is_refused() -> None:
     with pytest.raises(ValueError, match="format"):
         AccessLog("", "xml")
+
+
+# What dash.js appends to a signed URL: CMCD last, with a next object that is itself a signed
+# URL (its "sig=" URL-encoded twice, once by the player for nor and once for the argument).
+DASH_CMCD = (
+    "CMCD=bl%3D4200%2Cnor%3D%22..%252Ft2%252F160%253Fexp%253D9%2526kid%253Dk1%2526sig%253DNEXT"
+    "SECRET%22%2Csid%3D%22s-1%22"
+)
+
+
+def test_a_cmcd_argument_is_logged_last_with_every_signature_blanked(tmp_path: Path) -> None:
+    path = tmp_path / "access.log"
+    log = AccessLog(str(path), "text")
+    first = _request(f"/v1/tracks/t1/160?{DASH_CMCD}&exp=9&kid=k1&sig=SECRET", Range="bytes=0-9")
+    first.cmcd_sid = "s-1"
+    log.record(first, 206, 10)
+    log.record(_request(f"/v1/tracks/t1/160?{DASH_CMCD.replace('4200', '3900')}"), 206, 10)
+    log.close()
+    lines = path.read_text().splitlines()
+    assert "SECRET" not in "".join(lines)
+    assert "/v1/tracks/t1/160?exp=9&kid=k1&sig=-&CMCD=bl%3D4200%2Cnor%3D" in lines[0]
+    assert "%2526sig%253D-%22%2Csid" in lines[0]
+    assert '"GET /v1/tracks/t1/160?CMCD=bl%3D3900' in lines[1]
+    trace = parse_trace(lines)  # encore-edge simulate still replays them, keyed by path
+    assert trace.keys == ["/v1/tracks/t1/160"]
+    assert len(trace) == 2
+
+
+@pytest.mark.parametrize(
+    ("sid", "text_field"),
+    [
+        (None, "-"),
+        ("6e2fb550-c457-11e9-bb97-0800200c9a66", "6e2fb550-c457-11e9-bb97-0800200c9a66"),
+        ('a b"c\\d%', "a%20b%22c%5Cd%25"),  # one field: no blank, quote or backslash
+        ("-", "%2D"),  # not "none"
+        ("s" * 100, "s" * access_log.MAX_SID_CHARS),
+    ],
+)
+def test_the_cmcd_session_id_is_a_field_of_its_own(
+    tmp_path: Path, sid: str | None, text_field: str
+) -> None:
+    request = _request("/v1/tracks/t1/160", Range="bytes=0-9")
+    request.cmcd_sid = sid
+    text_log, json_log = (
+        AccessLog(str(tmp_path / "a.log"), "text"),
+        AccessLog(str(tmp_path / "a.json"), "json"),
+    )
+    text_log.record(request, 206, 10)
+    json_log.record(request, 206, 10)
+    text_log.close()
+    json_log.close()
+    (line,) = (tmp_path / "a.log").read_text().splitlines()
+    assert line.endswith(f" {text_field} bytes 0-9/100")  # Content-Range stays last
+    assert parse_trace([line]).lengths[0] == 10
+    doc = json.loads((tmp_path / "a.json").read_text())
+    assert doc["sid"] == ("-" if sid is None else sid[: access_log.MAX_SID_CHARS])
