@@ -70,7 +70,7 @@ def make_settings(endpoint_url: str, bucket: str, **sections: dict[str, Any]) ->
     return dataclasses.replace(base, **replaced)
 
 
-def _setup_settings(endpoint_url: str, bucket: str) -> Settings:
+def setup_settings(endpoint_url: str, bucket: str) -> Settings:
     """For the tests' own S3 calls (publishing, relicensing): not what is under test, so a
     loaded machine's slow connect must not fail them (the edges keep their 1 s)."""
     settings = make_settings(endpoint_url, bucket)
@@ -99,7 +99,7 @@ def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Target]:
         os.environ.update(server.credentials_env())
         endpoint = server.endpoint_url
     bucket = f"encore-test-{uuid.uuid4().hex[:8]}"
-    asyncio.run(_create_bucket(_setup_settings(endpoint, bucket)))
+    asyncio.run(_create_bucket(setup_settings(endpoint, bucket)))
     try:
         yield S3Target(endpoint, bucket, server)
     finally:
@@ -152,7 +152,7 @@ class Catalog:
         track = TrackInfo(track_id, "Test", "Tests", license)
 
         async def run() -> Manifest:
-            settings = _setup_settings(via or self.s3.endpoint_url, self.s3.bucket)
+            settings = setup_settings(via or self.s3.endpoint_url, self.s3.bucket)
             async with open_s3_client(settings.origin) as client:
                 result = await publish_track(
                     client, self.s3.bucket, track, files, part_bytes=settings.ingest.part_bytes
@@ -166,7 +166,7 @@ class Catalog:
         change = LicenseChange(license.allow, license.deny, license.not_before, license.not_after)
 
         async def run() -> Manifest:
-            settings = _setup_settings(self.s3.endpoint_url, self.s3.bucket)
+            settings = setup_settings(self.s3.endpoint_url, self.s3.bucket)
             async with open_s3_client(settings.origin) as client:
                 return await relicense(client, self.s3.bucket, track_id, change)
 
@@ -174,7 +174,7 @@ class Catalog:
 
     def delete(self, key: str) -> None:
         async def run() -> None:
-            settings = _setup_settings(self.s3.endpoint_url, self.s3.bucket)
+            settings = setup_settings(self.s3.endpoint_url, self.s3.bucket)
             async with open_s3_client(settings.origin) as client:
                 await client.delete_object(Bucket=self.s3.bucket, Key=key)
 
@@ -182,7 +182,7 @@ class Catalog:
 
     def put_raw(self, key: str, body: bytes) -> None:
         async def run() -> None:
-            settings = _setup_settings(self.s3.endpoint_url, self.s3.bucket)
+            settings = setup_settings(self.s3.endpoint_url, self.s3.bucket)
             async with open_s3_client(settings.origin) as client:
                 await client.put_object(Bucket=self.s3.bucket, Key=key, Body=body)
 

@@ -14,20 +14,20 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from origin.s3 import open_s3_client
 from origin.uploads import upload_file
-from tests.conftest import S3Target, make_settings
+from tests.conftest import S3Target, setup_settings
 from tests.support.tcp_proxy import SeenRequest, TcpProxy
 
 PART = 5 * 1024 * 1024
 
 
 async def _upload(endpoint: str, bucket: str, key: str, path: Path) -> None:
-    settings = make_settings(endpoint, bucket)
+    settings = setup_settings(endpoint, bucket)
     async with open_s3_client(settings.origin) as client:
         await upload_file(client, bucket, key, path, content_type="audio/ogg", part_bytes=PART)
 
 
 async def _read(s3: S3Target, key: str) -> bytes:
-    settings = make_settings(s3.endpoint_url, s3.bucket)
+    settings = setup_settings(s3.endpoint_url, s3.bucket)
     async with open_s3_client(settings.origin) as client:
         response = await client.get_object(Bucket=s3.bucket, Key=key)
         async with response["Body"] as body:
@@ -35,7 +35,7 @@ async def _read(s3: S3Target, key: str) -> bytes:
 
 
 async def _open_uploads(s3: S3Target, key: str) -> list[str]:
-    settings = make_settings(s3.endpoint_url, s3.bucket)
+    settings = setup_settings(s3.endpoint_url, s3.bucket)
     async with open_s3_client(settings.origin) as client:
         listing = await client.list_multipart_uploads(Bucket=s3.bucket, Prefix=key)
         return [upload["UploadId"] for upload in listing.get("Uploads", [])]
@@ -84,7 +84,7 @@ def test_a_failed_multipart_upload_is_aborted(
 
 def test_open_uploads_are_visible_so_the_check_above_can_fail(s3: S3Target) -> None:
     async def start_one() -> str:
-        settings = make_settings(s3.endpoint_url, s3.bucket)
+        settings = setup_settings(s3.endpoint_url, s3.bucket)
         async with open_s3_client(settings.origin) as client:
             created = await client.create_multipart_upload(Bucket=s3.bucket, Key="uploads/open")
             return str(created["UploadId"])
