@@ -107,6 +107,19 @@ def check_report(report: dict[str, Any], out: Path) -> None:
         assert (out / name).read_bytes().startswith(b"\x89PNG\r\n\x1a\n"), name
 
 
+def check_player_metrics(node: Node, report: dict[str, Any]) -> None:
+    """The edge's CMCD metrics moved as the listeners reported: every request carried CMCD."""
+    sent = sum(report["requests"].values())
+    counted = node.metric("encore_player_cmcd_requests_total")
+    assert 0.9 * sent <= counted <= sent + 20, (counted, sent)  # the last ones may be cut
+    assert node.metric("encore_player_cmcd_malformed_total") == 0
+    assert node.metric("encore_player_startup_requests_total") >= report["startup_s"]["count"]
+    assert node.metric("encore_player_requested_bitrate_kbps_count") > 0
+    assert node.metric("encore_player_buffer_length_seconds_count") > 0
+    if report["stalls"] == 0:
+        assert node.metric("encore_player_stall_requests_total") == 0
+
+
 def test_listeners_play_from_a_real_edge_and_report_their_qoe(
     start_node: Callable[..., Node], tracks: list[str], tmp_path: Path
 ) -> None:
@@ -115,6 +128,7 @@ def test_listeners_play_from_a_real_edge_and_report_their_qoe(
     report = run_locust(node, tracks, out)
     check_csv(out)
     check_report(report, out)
+    check_player_metrics(node, report)
     log = node.log.read_text()
     assert "CMCD=" in log
     assert "sid%3D%22" in log
@@ -129,6 +143,7 @@ def test_signed_listeners_in_two_worker_processes(
     report = run_locust(node, tracks, out, "--sign-config", str(node.config), "--processes", "2")
     check_csv(out)
     check_report(report, out)
+    check_player_metrics(node, report)
     assert node.metric("encore_signature_rejections_total") == 0
     # A hint is honoured only when it is itself a validly signed URL.
     assert node.metric("encore_next_track_hints_total", outcome="accepted") > 0
